@@ -66,12 +66,21 @@ export interface Workload {
   readonly labels: ReadonlyMap<string, string>;
   /** spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount> */
   readonly identity: string;
+  /** HostNetwork workloads share the node's IP and are not indexed by address (as in ztunnel). */
+  readonly networkMode?: "Standard" | "HostNetwork";
+  /** ztunnel's `nativeTunnel`: the workload speaks HBONE itself. */
+  readonly nativeTunnel?: boolean;
 }
 
 export interface LoadBalancer {
   readonly routingPreferences: readonly string[];
   readonly mode: string;
   readonly healthPolicy: "OnlyHealthy" | "AllowAll";
+}
+
+export interface WeightedWaypoint {
+  readonly destination: GatewayAddress;
+  readonly weight: number;
 }
 
 export interface Service {
@@ -85,6 +94,8 @@ export interface Service {
   readonly ports: PortMap;
   readonly subjectAltNames: readonly string[];
   readonly waypoint?: GatewayAddress;
+  /** Waypoints picked at random by weight when any weight is > 0 (else `waypoint`). */
+  readonly weightedWaypoints?: readonly WeightedWaypoint[];
   readonly loadBalancer?: LoadBalancer;
   readonly ipFamilies?: "Dual" | "IPv4" | "IPv6";
   readonly canonical: boolean;

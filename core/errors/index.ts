@@ -24,6 +24,7 @@ export const ErrorCodes = {
   SVID_TRUST_DOMAIN_MISMATCH: "SVID_TRUST_DOMAIN_MISMATCH",
   SVID_IDENTITY_MISMATCH: "SVID_IDENTITY_MISMATCH",
   SVID_NO_PEER_CERTIFICATE: "SVID_NO_PEER_CERTIFICATE",
+  SVID_MALFORMED: "SVID_MALFORMED", // unparseable, oversized, duplicate or unsupported critical extension
   CA_EXISTS: "CA_EXISTS",
   CA_MISSING: "CA_MISSING",
   CA_INVALID: "CA_INVALID",
@@ -120,6 +121,7 @@ export function responseFlagFor(code: ErrorCode | undefined): string {
     case ErrorCodes.SVID_TRUST_DOMAIN_MISMATCH:
     case ErrorCodes.SVID_IDENTITY_MISMATCH:
     case ErrorCodes.SVID_NO_PEER_CERTIFICATE:
+    case ErrorCodes.SVID_MALFORMED:
       return "IDENTITY_ERROR";
     case ErrorCodes.HBONE_UPSTREAM_CONNECT:
     case ErrorCodes.UPSTREAM_CONNECT:

@@ -1,0 +1,76 @@
+// `mesh --role ztunnel|waypoint ...`: run a data-plane role until drained.
+import { readRuntimeEnv } from "../../core/config/index.ts";
+import { MeshError, ErrorCodes, formatForCli } from "../../core/errors/index.ts";
+import { createLogger } from "../../core/telemetry/index.ts";
+import { Ztunnel } from "../../core/ztunnel/index.ts";
+import { noPositionals, parseFlags, portFlag, requireFlag } from "../flags.ts";
+import { helpFor } from "../help.ts";
+
+const SPEC = {
+  role: { type: "string" },
+  config: { type: "string" },
+  node: { type: "string" },
+  "ca-dir": { type: "string" },
+  "admin-port": { type: "string" },
+  "metrics-port": { type: "string" },
+  "readiness-port": { type: "string" },
+} as const;
+
+export async function runRole(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseFlags("mesh --role", argv, SPEC);
+  const role = flags.role;
+  if (role !== "ztunnel" && role !== "waypoint") {
+    if (flags.help) {
+      process.stdout.write(helpFor("ztunnel"));
+      return 0;
+    }
+    throw new MeshError(ErrorCodes.FLAG_INVALID, `--role must be 'ztunnel' or 'waypoint', got ${JSON.stringify(role ?? "")}`);
+  }
+  if (flags.help) {
+    process.stdout.write(helpFor(role));
+    return 0;
+  }
+  if (role === "waypoint") throw new MeshError(ErrorCodes.NOT_IMPLEMENTED, "the waypoint role is not implemented yet");
+  noPositionals("mesh --role ztunnel", positionals);
+  const cmd = "mesh --role ztunnel";
+  const configPath = requireFlag(cmd, "config", flags.config);
+  const node = requireFlag(cmd, "node", flags.node);
+  const caDir = requireFlag(cmd, "ca-dir", flags["ca-dir"]);
+  const adminPort = portFlag("admin-port", flags["admin-port"], 15000);
+  const metricsPort = portFlag("metrics-port", flags["metrics-port"], 15020);
+  const readinessPort = portFlag("readiness-port", flags["readiness-port"], 15021);
+  const env = readRuntimeEnv();
+  const log = createLogger({ format: env.logFormat, level: env.logLevel, component: "ztunnel" }).child({ node });
+  const accessLog = log.child({ scope: "access" });
+
+  let exiting = false;
+  const ztunnel = new Ztunnel({
+    node,
+    configPath,
+    caDir,
+    env,
+    adminPort,
+    metricsPort,
+    readinessPort,
+    log,
+    accessLog,
+    onExit: (code) => process.exit(code),
+  });
+  await ztunnel.start();
+  log.info("ztunnel started", { admin: `127.0.0.1:${ztunnel.ports.admin}`, metrics: ztunnel.ports.metrics, readiness: ztunnel.ports.readiness });
+  const onSignal = (sig: string) => {
+    if (exiting) {
+      log.warn("second signal; exiting now", { signal: sig });
+      process.exit(1);
+    }
+    exiting = true;
+    log.info("signal received; draining", { signal: sig });
+    ztunnel.drain().catch((e) => {
+      process.stderr.write(`${formatForCli(e)}\n`);
+      process.exit(1);
+    });
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  return -1; // keep running; drain exits the process
+}

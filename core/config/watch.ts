@@ -1,0 +1,231 @@
+// FileConfigSource: the local config file as a StateStore source, reloaded when it changes.
+//
+// The directory is watched, not the file: editors and `kubectl` ConfigMap updates replace the
+// file by rename (a new inode), which a watch on the old inode never reports. Any event in the
+// directory schedules one debounced reload; a content hash makes no-op writes and unrelated
+// files cost one read. A bad change is logged line by line and the last good state stays.
+
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
+import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
+import { parseLocalConfig, type LoadedConfig } from "./load.ts";
+import type { StateStore } from "./store.ts";
+
+export type ConfigLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
+
+export interface FileConfigSourceOptions {
+  /** Name of the source in the store (default "file"). */
+  readonly sourceName?: string;
+  /** Quiet period after the last event before reloading (default 100 ms). */
+  readonly debounceMs?: number;
+  /** Files larger than this are refused (default 32 MiB). */
+  readonly maxBytes?: number;
+  /** Delay before re-creating a failed directory watch (default 1000 ms). */
+  readonly rewatchMs?: number;
+}
+
+const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
+
+function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export class FileConfigSource {
+  readonly path: string;
+  private readonly sourceName: string;
+  private readonly debounceMs: number;
+  private readonly maxBytes: number;
+  private readonly rewatchMs: number;
+  private watcher: FSWatcher | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private rewatchTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastHash: string | undefined;
+  private good: LoadedConfig | undefined;
+  private reloading = false;
+  private pending = false;
+  private stopped = true;
+  private missingLogged = false;
+  private reloadCount = 0;
+
+  constructor(
+    path: string,
+    private readonly store: StateStore,
+    private readonly log: ConfigLog,
+    opts: FileConfigSourceOptions = {},
+  ) {
+    this.path = path;
+    this.sourceName = opts.sourceName ?? "file";
+    this.debounceMs = opts.debounceMs ?? 100;
+    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.rewatchMs = opts.rewatchMs ?? 1000;
+  }
+
+  /** The last config that loaded (for config_dump); undefined before start(). */
+  lastGood(): LoadedConfig | undefined {
+    return this.good;
+  }
+
+  /** How many changed versions of the file were applied since start() (not counting the first load). */
+  get reloads(): number {
+    return this.reloadCount;
+  }
+
+  /**
+   * Loads the file once and installs it in the store, then starts watching. Throws
+   * CONFIG_FILE_MISSING when the file is absent, or the loader's MeshError when it is invalid.
+   */
+  start(): LoadedConfig {
+    if (!this.stopped) throw new MeshError(ErrorCodes.INTERNAL, "FileConfigSource already started");
+    let data: Uint8Array;
+    try {
+      const st = statSync(this.path);
+      if (st.size > this.maxBytes) throw this.tooLarge(st.size);
+      data = readFileSync(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new MeshError(ErrorCodes.CONFIG_FILE_MISSING, `config file not found: ${this.path}`, { cause: e });
+      }
+      throw asMeshError(e, ErrorCodes.CONFIG_INVALID);
+    }
+    const loaded = this.parse(data);
+    this.lastHash = sha256(data);
+    this.apply(loaded);
+    this.stopped = false;
+    this.watchDirectory();
+    return loaded;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.rewatchTimer) clearTimeout(this.rewatchTimer);
+    this.timer = this.rewatchTimer = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  private tooLarge(size: number): MeshError {
+    return new MeshError(ErrorCodes.CONFIG_INVALID, `${this.path}: file is ${size} bytes, larger than the ${this.maxBytes} byte limit`);
+  }
+
+  private parse(data: Uint8Array): LoadedConfig {
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(data);
+    } catch (e) {
+      throw new MeshError(ErrorCodes.CONFIG_PARSE, `${this.path}: not valid UTF-8`, { cause: e });
+    }
+    return parseLocalConfig(text, this.path);
+  }
+
+  private apply(loaded: LoadedConfig): void {
+    this.good = loaded;
+    for (const w of loaded.warnings) this.log("warn", w, { file: this.path });
+    this.store.setSource(this.sourceName, loaded.state);
+  }
+
+  private watchDirectory(): void {
+    const dir = dirname(resolve(this.path));
+    try {
+      this.watcher = watch(dir, { persistent: false }, () => this.schedule());
+      this.watcher.on("error", (e) => {
+        this.log("error", "config directory watch failed; retrying", { file: this.path, error: String(e) });
+        this.watcher?.close();
+        this.watcher = undefined;
+        this.scheduleRewatch();
+      });
+    } catch (e) {
+      this.log("error", "cannot watch the config directory; retrying", { file: this.path, error: String(e) });
+      this.scheduleRewatch();
+    }
+  }
+
+  private scheduleRewatch(): void {
+    if (this.stopped || this.rewatchTimer) return;
+    this.rewatchTimer = setTimeout(() => {
+      this.rewatchTimer = undefined;
+      if (this.stopped) return;
+      if (existsSync(dirname(resolve(this.path)))) {
+        this.watchDirectory();
+        // Changes made while unwatched are picked up now.
+        this.schedule();
+      } else this.scheduleRewatch();
+    }, this.rewatchMs);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.reload();
+    }, this.debounceMs);
+  }
+
+  private async reload(): Promise<void> {
+    if (this.reloading) {
+      this.pending = true;
+      return;
+    }
+    this.reloading = true;
+    try {
+      do {
+        this.pending = false;
+        await this.reloadOnce();
+      } while (this.pending && !this.stopped);
+    } finally {
+      this.reloading = false;
+    }
+  }
+
+  private async reloadOnce(): Promise<void> {
+    let data: Uint8Array;
+    try {
+      const st = await stat(this.path);
+      if (st.size > this.maxBytes) {
+        this.log("error", `${this.tooLarge(st.size).message}; keeping the last good config`, { file: this.path });
+        return;
+      }
+      data = await readFile(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        // Mid-replace, or deleted: either way keep serving the last good state.
+        if (!this.missingLogged) this.log("warn", "config file is missing; keeping the last good config", { file: this.path });
+        this.missingLogged = true;
+        return;
+      }
+      this.log("error", `cannot read config file: ${(e as Error).message}; keeping the last good config`, { file: this.path });
+      return;
+    }
+    if (this.stopped) return;
+    this.missingLogged = false;
+    const hash = sha256(data);
+    if (hash === this.lastHash) return;
+    this.lastHash = hash;
+    let loaded: LoadedConfig;
+    try {
+      loaded = this.parse(data);
+    } catch (e) {
+      const m = asMeshError(e, ErrorCodes.CONFIG_INVALID);
+      this.log("error", `${m.message}; keeping the last good config`, { file: this.path, code: m.code });
+      for (const d of m.details) this.log("error", d, { file: this.path, code: m.code });
+      return;
+    }
+    try {
+      this.apply(loaded);
+    } catch (e) {
+      // A subscriber failed; the new state is installed regardless (see StateStore.subscribe).
+      this.log("error", `a config subscriber failed: ${(e as Error).message}`, { file: this.path });
+    }
+    this.reloadCount++;
+    const s = loaded.state;
+    this.log("info", "config reloaded", {
+      file: basename(this.path),
+      workloads: s.workloads.size,
+      services: s.services.size,
+      policies: s.policies.size,
+    });
+  }
+}

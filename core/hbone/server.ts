@@ -1,0 +1,292 @@
+// Inbound HBONE: an mTLS HTTP/2 listener that turns CONNECT streams into tunnels. It checks the
+// peer's identity itself after every handshake (never trusting the TLS flags alone), bounds what a
+// peer can make it hold, and hands each valid CONNECT to the role, which answers it.
+import type { TLSSocket } from "node:tls";
+import { MeshError, ErrorCodes, asMeshError } from "../errors/index.ts";
+import {
+  listenHbone,
+  tlsSocketOf,
+  h2constants,
+  DuplexByteStream,
+  type ByteStream,
+  type H2Headers,
+  type H2ServerSession,
+  type H2ServerStream,
+  type HboneServerHandle,
+  type TlsIdentity,
+} from "../net/index.ts";
+import { parseAuthority, type HboneTarget } from "./authority.ts";
+import { serverSettings, type HboneTuning } from "./settings.ts";
+
+export interface PeerIdentity {
+  /** spiffe://td/ns/NS/sa/SA */
+  readonly identity: string;
+  readonly trustDomain: string;
+  readonly namespace?: string;
+  readonly serviceAccount?: string;
+}
+
+/** Checks a peer certificate chain; supplied by the role from core/identity. */
+export interface PeerVerifier {
+  /** inbound: chain to our root, one SPIFFE id, our trust domain */
+  verifyClient(socket: TLSSocket): Promise<PeerIdentity>;
+  /** outbound: chain to our root, one SPIFFE id, one of `expected` */
+  verifyServer(socket: TLSSocket, expected: readonly string[]): Promise<PeerIdentity>;
+}
+
+export type HboneLog = (level: "debug" | "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
+
+export interface InboundTunnel {
+  readonly peer: PeerIdentity;
+  readonly target: HboneTarget;
+  readonly authority: string;
+  readonly headers: H2Headers;
+  /** TCP peer of the HBONE connection */
+  readonly sourceAddress: string;
+  readonly sourcePort: number;
+  /** address the HBONE listener accepted on */
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly tlsVersion: string;
+  /** aborted when the peer resets or closes the stream before it was answered */
+  readonly signal: AbortSignal;
+  /** Answer 200 and hand the stream over for relaying. */
+  accept(responseHeaders?: Record<string, string>): ByteStream;
+  /** Answer an error status; error responses carry no body. */
+  reject(status: number): void;
+}
+
+export interface HboneListenerOptions {
+  hostname: string;
+  port: number;
+  identity: TlsIdentity;
+  tuning: HboneTuning;
+  verifier: PeerVerifier;
+  log: HboneLog;
+  onTunnel(tunnel: InboundTunnel): void;
+  /** a session whose peer failed verification, or a TLS handshake failure */
+  onRejectedPeer?(err: MeshError, remoteAddress: string | undefined): void;
+}
+
+interface SessionState {
+  readonly session: H2ServerSession;
+  readonly peer: Promise<PeerIdentity>;
+  openStreams: number;
+  resetWindowStart: number;
+  resetsInWindow: number;
+  pingOutstanding: boolean;
+  lastPingAck: number;
+}
+
+export class HboneListener {
+  private readonly sessions = new Set<SessionState>();
+  private handle!: HboneServerHandle;
+  private keepalive: ReturnType<typeof setInterval> | undefined;
+  private accepting = true;
+
+  private constructor(private readonly opts: HboneListenerOptions) {}
+
+  static async start(opts: HboneListenerOptions): Promise<HboneListener> {
+    const l = new HboneListener(opts);
+    l.handle = await listenHbone({
+      hostname: opts.hostname,
+      port: opts.port,
+      identity: opts.identity,
+      settings: serverSettings(opts.tuning),
+      localWindowSize: opts.tuning.streamWindowSize,
+      onSession: (s) => l.onSession(s),
+      onStream: (st, h) => l.onStream(st, h),
+      onTlsError: (err, addr) =>
+        opts.onRejectedPeer?.(new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `TLS handshake failed: ${err.message}`, { cause: err }), addr),
+    });
+    l.keepalive = setInterval(() => l.pingSessions(), opts.tuning.keepaliveIntervalMs);
+    l.keepalive.unref?.();
+    return l;
+  }
+
+  get port(): number {
+    return this.handle.port;
+  }
+
+  get hostname(): string {
+    return this.handle.hostname;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  setIdentity(id: TlsIdentity): void {
+    this.handle.setIdentity(id);
+  }
+
+  /** Stop accepting connections; sessions stay up. */
+  stopAccepting(): void {
+    if (!this.accepting) return;
+    this.accepting = false;
+    this.handle.close();
+  }
+
+  /** GOAWAY every session: open streams finish, new streams are refused. */
+  drain(): void {
+    this.stopAccepting();
+    for (const s of this.sessions) {
+      if (!s.session.closed && !s.session.destroyed) s.session.close();
+    }
+  }
+
+  /** Close everything now. */
+  destroy(): void {
+    this.stopAccepting();
+    clearInterval(this.keepalive);
+    for (const s of this.sessions) s.session.destroy();
+    this.sessions.clear();
+  }
+
+  private onSession(session: H2ServerSession): void {
+    const socket = tlsSocketOf(session);
+    const state: SessionState = {
+      session,
+      peer: this.opts.verifier.verifyClient(socket),
+      openStreams: 0,
+      resetWindowStart: Date.now(),
+      resetsInWindow: 0,
+      pingOutstanding: false,
+      lastPingAck: Date.now(),
+    };
+    (session as unknown as { meshState?: SessionState }).meshState = state;
+    this.sessions.add(state);
+    session.once("close", () => this.sessions.delete(state));
+    state.peer.catch((e) => {
+      const err = asMeshError(e, ErrorCodes.SVID_UNTRUSTED_CHAIN);
+      this.opts.log("warn", "HBONE peer rejected", { code: err.code, error: err.message, "src.addr": socket.remoteAddress });
+      this.opts.onRejectedPeer?.(err, socket.remoteAddress);
+      session.destroy();
+    });
+  }
+
+  private onStream(stream: H2ServerStream, headers: H2Headers): void {
+    const state = (stream.session as unknown as { meshState?: SessionState } | undefined)?.meshState;
+    if (!state) {
+      stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const t = this.opts.tuning;
+    // Our own stream bound: Bun enforces SETTINGS_MAX_CONCURRENT_STREAMS, but never rely on it.
+    if (state.openStreams >= t.serverMaxConcurrentStreams) {
+      stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    state.openStreams++;
+    let answered = false;
+    const abort = new AbortController();
+    stream.once("close", () => {
+      state.openStreams--;
+      if (!answered) {
+        abort.abort();
+        this.countPrematureReset(state);
+      }
+    });
+    stream.on("error", () => {});
+
+    let headerBytes = 0;
+    for (const [k, v] of Object.entries(headers)) {
+      headerBytes += k.length + (Array.isArray(v) ? v.reduce((n, x) => n + x.length, 0) : String(v ?? "").length);
+    }
+    const respondError = (status: number) => {
+      if (answered || stream.closed || stream.destroyed) return;
+      answered = true;
+      stream.respond({ ":status": status }, { endStream: true });
+    };
+    if (headerBytes > t.maxRequestHeaderBytes) return respondError(431);
+    if (!this.accepting && stream.session?.closed) return respondError(503);
+
+    state.peer.then(
+      (peer) => {
+        if (stream.closed || stream.destroyed) return;
+        if (headers[":method"] !== "CONNECT") return respondError(400);
+        let target: HboneTarget;
+        try {
+          target = parseAuthority(headers[":authority"]);
+        } catch (e) {
+          this.opts.log("debug", "bad CONNECT authority", { error: (e as Error).message });
+          return respondError(400);
+        }
+        const socket = tlsSocketOf(state.session);
+        const tunnel: InboundTunnel = {
+          peer,
+          target,
+          authority: String(headers[":authority"]),
+          headers,
+          sourceAddress: stripMapped(socket.remoteAddress ?? ""),
+          sourcePort: socket.remotePort ?? 0,
+          localAddress: stripMapped(socket.localAddress ?? ""),
+          localPort: socket.localPort ?? 0,
+          tlsVersion: socket.getProtocol() ?? "unknown",
+          signal: abort.signal,
+          accept: (responseHeaders) => {
+            if (answered) throw new MeshError(ErrorCodes.INTERNAL, "HBONE stream answered twice");
+            answered = true;
+            const out = new DuplexByteStream(stream);
+            stream.respond({ ":status": 200, ...responseHeaders });
+            return out;
+          },
+          reject: respondError,
+        };
+        try {
+          this.opts.onTunnel(tunnel);
+        } catch (e) {
+          this.opts.log("error", "inbound tunnel handler failed", { error: asMeshError(e).message });
+          respondError(503);
+        }
+      },
+      () => {
+        answered = true;
+        stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+      },
+    );
+  }
+
+  // Rapid reset (CVE-2023-44487): a peer that opens and resets streams faster than the budget
+  // gets GOAWAY(ENHANCE_YOUR_CALM). The budget is a rate, so long-lived sessions are never hit.
+  private countPrematureReset(state: SessionState): void {
+    const now = Date.now();
+    if (now - state.resetWindowStart > 1000) {
+      state.resetWindowStart = now;
+      state.resetsInWindow = 0;
+    }
+    if (++state.resetsInWindow > this.opts.tuning.maxPrematureResetsPerSecond) {
+      this.opts.log("warn", "HBONE peer exceeded the premature stream reset budget; closing", {});
+      if (!state.session.destroyed) {
+        state.session.goaway(h2constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        state.session.destroy();
+      }
+    }
+  }
+
+  private pingSessions(): void {
+    const now = Date.now();
+    for (const s of this.sessions) {
+      if (s.session.destroyed || s.session.closed) continue;
+      if (now - s.lastPingAck > this.opts.tuning.keepaliveTimeoutMs) {
+        this.opts.log("info", "HBONE session missed keepalive; closing", {});
+        s.session.destroy();
+        continue;
+      }
+      if (s.pingOutstanding) continue;
+      s.pingOutstanding = true;
+      try {
+        s.session.ping((err) => {
+          s.pingOutstanding = false;
+          if (!err) s.lastPingAck = Date.now();
+        });
+      } catch {
+        s.pingOutstanding = false;
+      }
+    }
+  }
+}
+
+function stripMapped(ip: string): string {
+  return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
+}

@@ -1,0 +1,58 @@
+// HTTP/2 and pool parameters of HBONE (reference/ztunnel.md §2.2, §2.5).
+import type { H2Settings } from "../net/index.ts";
+
+export interface HboneTuning {
+  /** per-stream window; also the session window, see below */
+  readonly streamWindowSize: number;
+  readonly frameSize: number;
+  readonly serverMaxConcurrentStreams: number;
+  readonly serverMaxHeaderListSize: number;
+  readonly clientMaxHeaderListSize: number;
+  readonly poolMaxStreamsPerConnection: number;
+  readonly poolUnusedReleaseTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly keepaliveTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** Sum of header name and value bytes we accept on a CONNECT, checked by our code. */
+  readonly maxRequestHeaderBytes: number;
+  /** Streams a peer may reset before we answered, per second, before we GOAWAY (rapid reset). */
+  readonly maxPrematureResetsPerSecond: number;
+}
+
+export const DEFAULT_TUNING: HboneTuning = Object.freeze({
+  streamWindowSize: 4 * 1024 * 1024,
+  frameSize: 1024 * 1024,
+  serverMaxConcurrentStreams: 200,
+  serverMaxHeaderListSize: 64 * 1024,
+  clientMaxHeaderListSize: 16 * 1024,
+  poolMaxStreamsPerConnection: 100,
+  poolUnusedReleaseTimeoutMs: 5 * 60_000,
+  keepaliveIntervalMs: 10_000,
+  keepaliveTimeoutMs: 20_000,
+  connectTimeoutMs: 10_000,
+  maxRequestHeaderBytes: 16 * 1024,
+  maxPrematureResetsPerSecond: 200,
+});
+
+// ztunnel uses a 16 MiB session window over 4 MiB stream windows. Bun 1.4.4 stalls streams when
+// setLocalWindowSize differs from SETTINGS_INITIAL_WINDOW_SIZE (reference/bun.md §2.3), so the
+// session window equals the stream window here; the wire stays compatible (it is only our
+// receive window), at the cost of less cross-stream headroom.
+export function serverSettings(t: HboneTuning): H2Settings {
+  return {
+    initialWindowSize: t.streamWindowSize,
+    maxFrameSize: t.frameSize,
+    maxConcurrentStreams: t.serverMaxConcurrentStreams,
+    maxHeaderListSize: t.serverMaxHeaderListSize,
+    enablePush: false,
+  };
+}
+
+export function clientSettings(t: HboneTuning): H2Settings {
+  return {
+    initialWindowSize: t.streamWindowSize,
+    maxFrameSize: t.frameSize,
+    maxHeaderListSize: t.clientMaxHeaderListSize,
+    enablePush: false,
+  };
+}

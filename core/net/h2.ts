@@ -1,0 +1,197 @@
+// node:http2 over node:tls, as HBONE needs it. This file is the only place that creates TLS
+// contexts or HTTP/2 sessions; core/hbone builds the protocol on top of what it returns.
+import http2 from "node:http2";
+import tls from "node:tls";
+import { MeshError, ErrorCodes } from "../errors/index.ts";
+
+export type H2Session = http2.Http2Session;
+export type H2ServerSession = http2.ServerHttp2Session;
+export type H2ClientSession = http2.ClientHttp2Session;
+export type H2Stream = http2.Http2Stream;
+export type H2ServerStream = http2.ServerHttp2Stream;
+export type H2ClientStream = http2.ClientHttp2Stream;
+export type H2Headers = http2.IncomingHttpHeaders;
+export type H2Settings = http2.Settings;
+export type PeerCertificate = tls.DetailedPeerCertificate;
+export const h2constants = http2.constants;
+
+export interface TlsIdentity {
+  /** PEM: leaf + intermediates */
+  readonly certChainPem: string;
+  readonly keyPem: string;
+  /** PEM trust bundle */
+  readonly rootPem: string;
+}
+
+// TLS 1.3 only, AES-GCM suites in ztunnel's preference order (reference/ztunnel.md §2.1).
+const TLS13_CIPHERS = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
+
+export interface HboneServerHandle {
+  readonly hostname: string;
+  readonly port: number;
+  /** New handshakes present this identity; established sessions are untouched. */
+  setIdentity(id: TlsIdentity): void;
+  /** Stop accepting. */
+  close(): void;
+}
+
+export interface HboneServerOptions {
+  hostname: string;
+  port: number;
+  identity: TlsIdentity;
+  settings: H2Settings;
+  /** The per-session receive window; must equal settings.initialWindowSize (Bun bug, reference/bun.md §2.3). */
+  localWindowSize: number;
+  maxSessionMemoryMb?: number;
+  onSession(session: H2ServerSession): void;
+  onStream(stream: H2ServerStream, headers: H2Headers): void;
+  onTlsError?(err: Error, remoteAddress: string | undefined): void;
+}
+
+export function listenHbone(opts: HboneServerOptions): Promise<HboneServerHandle> {
+  const server = http2.createSecureServer({
+    key: opts.identity.keyPem,
+    cert: opts.identity.certChainPem,
+    ca: opts.identity.rootPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: "TLSv1.3",
+    maxVersion: "TLSv1.3",
+    ciphers: TLS13_CIPHERS,
+    ALPNProtocols: ["h2"],
+    allowHTTP1: false,
+    settings: opts.settings,
+    maxSessionMemory: opts.maxSessionMemoryMb ?? 64,
+    // Our own per-stream bounds apply too; this is the engine's.
+    maxHeaderListPairs: 128,
+    peerMaxConcurrentStreams: 200,
+  } as http2.SecureServerOptions);
+  server.on("session", (session: H2ServerSession) => {
+    session.on("error", () => {});
+    try {
+      session.setLocalWindowSize(opts.localWindowSize);
+    } catch {
+      // a session that closed during setup
+    }
+    opts.onSession(session);
+  });
+  server.on("stream", (stream: H2ServerStream, headers: H2Headers) => opts.onStream(stream, headers));
+  server.on("tlsClientError", (err: Error, sock: tls.TLSSocket) => opts.onTlsError?.(err, sock?.remoteAddress));
+  server.on("sessionError", () => {});
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => {
+      const where = opts.hostname.includes(":") ? `[${opts.hostname}]:${opts.port}` : `${opts.hostname}:${opts.port}`;
+      if (e.code === "EADDRINUSE") reject(new MeshError(ErrorCodes.ADDRESS_IN_USE, `address ${where} is already in use`, { cause: e }));
+      else reject(new MeshError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${where}: ${e.message}`, { cause: e }));
+    };
+    server.once("error", onError);
+    server.listen({ host: opts.hostname, port: opts.port, exclusive: true }, () => {
+      server.off("error", onError);
+      server.on("error", () => {});
+      const addr = server.address();
+      const port = typeof addr === "object" && addr ? addr.port : opts.port;
+      resolve({
+        hostname: opts.hostname,
+        port,
+        setIdentity(id) {
+          server.setSecureContext({
+            key: id.keyPem,
+            cert: id.certChainPem,
+            ca: id.rootPem,
+            minVersion: "TLSv1.3",
+            maxVersion: "TLSv1.3",
+            ciphers: TLS13_CIPHERS,
+          });
+        },
+        close() {
+          server.close();
+        },
+      });
+    });
+  });
+}
+
+export interface HboneConnectOptions {
+  address: string;
+  port: number;
+  identity: TlsIdentity;
+  /** Local address to bind (the source workload's IP in loopback mode). */
+  localAddress?: string;
+  settings: H2Settings;
+  localWindowSize: number;
+  timeoutMs: number;
+}
+
+/**
+ * Opens one mTLS + HTTP/2 session. Resolves once TLS is up and ALPN chose h2; the caller must
+ * verify the peer's identity (peerChain) before sending any CONNECT.
+ */
+export function connectHbone(opts: HboneConnectOptions): Promise<{ session: H2ClientSession; socket: tls.TLSSocket }> {
+  return new Promise((resolve, reject) => {
+    let socket: tls.TLSSocket | undefined;
+    let done = false;
+    const fail = (err: MeshError) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket?.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(new MeshError(ErrorCodes.HBONE_UPSTREAM_CONNECT, `HBONE connect to ${opts.address}:${opts.port} timed out after ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    const session = http2.connect(`https://${opts.address.includes(":") ? `[${opts.address}]` : opts.address}:${opts.port}`, {
+      settings: opts.settings,
+      maxSessionMemory: 64,
+      createConnection: () => {
+        socket = tls.connect({
+          host: opts.address,
+          port: opts.port,
+          ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+          key: opts.identity.keyPem,
+          cert: opts.identity.certChainPem,
+          ca: opts.identity.rootPem,
+          rejectUnauthorized: true,
+          minVersion: "TLSv1.3",
+          maxVersion: "TLSv1.3",
+          ciphers: TLS13_CIPHERS,
+          ALPNProtocols: ["h2"],
+          // HBONE sends no SNI; identity is checked on the URI SAN by core/hbone after the
+          // handshake, so the hostname check (which looks at DNS/IP SANs) is replaced.
+          servername: "",
+          checkServerIdentity: () => undefined,
+        });
+        socket.setNoDelay(true);
+        return socket;
+      },
+    });
+    session.on("error", (e: Error) => fail(new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `HBONE connect to ${opts.address}:${opts.port} failed: ${e.message}`, { cause: e })));
+    session.once("close", () => fail(new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `HBONE session to ${opts.address}:${opts.port} closed during setup (peer may have rejected our certificate)`)));
+    session.once("connect", () => {
+      if (done || !socket) return;
+      if (socket.alpnProtocol !== "h2") {
+        return fail(new MeshError(ErrorCodes.HBONE_ALPN, `peer ${opts.address}:${opts.port} did not negotiate ALPN h2`));
+      }
+      if (socket.getProtocol() !== "TLSv1.3") {
+        return fail(new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `peer ${opts.address}:${opts.port} negotiated ${socket.getProtocol()}, expected TLSv1.3`));
+      }
+      try {
+        session.setLocalWindowSize(opts.localWindowSize);
+      } catch {
+        // closed meanwhile; the close handler reports it
+      }
+      done = true;
+      clearTimeout(timer);
+      session.removeAllListeners("close");
+      session.removeAllListeners("error");
+      session.on("error", () => {});
+      resolve({ session, socket });
+    });
+  });
+}
+
+/** The TLS socket under a session (server or client side). */
+export function tlsSocketOf(session: H2Session): tls.TLSSocket {
+  return session.socket as unknown as tls.TLSSocket;
+}

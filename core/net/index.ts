@@ -1,0 +1,27 @@
+// The runtime seam: every Bun / node: socket, TLS and HTTP server call the mesh makes goes
+// through this folder, so role logic can be exercised without sockets and the runtime's quirks
+// (reference/bun.md) are handled in one place.
+export { listenTcp, connectTcp, TcpConnection, type TcpListener } from "./tcp.ts";
+export { DuplexByteStream, type ByteStream, type ByteStreamEvents } from "./stream.ts";
+export { relay, type Relay, type RelayResult, type RelayHooks } from "./relay.ts";
+export { serveHttp, type HttpListener, type FetchHandler } from "./http.ts";
+export {
+  listenHbone,
+  connectHbone,
+  tlsSocketOf,
+  h2constants,
+  type HboneServerHandle,
+  type HboneServerOptions,
+  type HboneConnectOptions,
+  type TlsIdentity,
+  type H2Session,
+  type H2ServerSession,
+  type H2ClientSession,
+  type H2Stream,
+  type H2ServerStream,
+  type H2ClientStream,
+  type H2Headers,
+  type H2Settings,
+  type PeerCertificate,
+} from "./h2.ts";
+export { resolveHost } from "./dns.ts";

@@ -1,0 +1,33 @@
+// What the ztunnel's proxies share: the current state, certificates, the outbound pool, metrics,
+// logging, and the set of live connections (for drain and, later, policy re-evaluation).
+import type { MeshState, Workload } from "../config/index.ts";
+import type { HbonePool, HboneTuning, PeerVerifier } from "../hbone/index.ts";
+import type { Relay, TlsIdentity } from "../net/index.ts";
+import type { Logger, MeshMetrics } from "../telemetry/index.ts";
+
+export interface TrackedConnection {
+  readonly direction: "inbound" | "outbound";
+  readonly workloadUid: string;
+  readonly startedAt: number;
+  relay?: Relay;
+  /** close now; used by drain past its deadline */
+  abort(reason: string): void;
+}
+
+export interface ZtunnelContext {
+  readonly node: string;
+  readonly clusterDomain: string;
+  state(): MeshState;
+  /** certificate of a local workload, as TLS material; throws CERT_UNAVAILABLE if not issued */
+  tlsIdentityOf(workload: Workload): TlsIdentity;
+  readonly pool: HbonePool;
+  readonly verifier: PeerVerifier;
+  readonly tuning: HboneTuning;
+  readonly metrics: MeshMetrics;
+  readonly log: Logger;
+  readonly accessLog: Logger;
+  readonly connections: Set<TrackedConnection>;
+  readonly upstreamConnectTimeoutMs: number;
+  /** true once drain started: listeners no longer accept */
+  draining(): boolean;
+}

@@ -1,0 +1,201 @@
+// Outbound: a local workload's connection (SOCKS5 in loopback mode) to an original destination,
+// carried by HBONE to a mesh workload, by plain TCP to a non-mesh destination, or refused.
+import { isIP } from "node:net";
+import type { Workload } from "../config/index.ts";
+import { ErrorCodes, MeshError, asMeshError, responseFlagFor, socksReplyFor } from "../errors/index.ts";
+import { formatBaggage, formatForwarded, newTraceparent } from "../hbone/index.ts";
+import { connectTcp, relay, resolveHost, type ByteStream, type TcpConnection } from "../net/index.ts";
+import { accessLog, labelsFor } from "../telemetry/index.ts";
+import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { decideOutbound, resolveMeshHostname, routeToService, type OutboundRoute } from "./route.ts";
+import { Socks5Handshake, socksReply, type SocksTarget } from "./socks5.ts";
+
+const SOCKS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Serve one SOCKS5 connection accepted on `source`'s 15080 listener. */
+export function serveSocksConnection(ctx: ZtunnelContext, source: Workload, conn: TcpConnection): void {
+  const hs = new Socks5Handshake();
+  let started = false;
+  const timer = setTimeout(() => {
+    if (!started) conn.destroy();
+  }, SOCKS_HANDSHAKE_TIMEOUT_MS);
+  conn.setEvents({
+    data(chunk) {
+      if (started) return;
+      for (const step of hs.feed(chunk)) {
+        if (step.type === "reply") conn.write(step.bytes);
+        else if (step.type === "error") {
+          clearTimeout(timer);
+          ctx.log.debug("SOCKS5 handshake rejected", { error: step.error.message, "src.addr": conn.remoteAddress });
+          if (step.reply) conn.write(step.reply);
+          conn.end();
+          started = true;
+        } else if (step.type === "request") {
+          clearTimeout(timer);
+          started = true;
+          conn.pause();
+          void handleRequest(ctx, source, conn, step.target, step.rest);
+        }
+      }
+    },
+    end() {
+      if (!started) conn.destroy();
+    },
+    close() {
+      clearTimeout(timer);
+    },
+  });
+}
+
+async function resolveTarget(ctx: ZtunnelContext, source: Workload, target: SocksTarget): Promise<{ route: OutboundRoute; ip: string; port: number; hostname?: string }> {
+  const state = ctx.state();
+  if (target.kind === "ip") return { route: decideOutbound(state, source, target.ip, target.port), ip: target.ip, port: target.port };
+  const svc = resolveMeshHostname(state, source, target.domain, ctx.clusterDomain);
+  if (svc) {
+    const vip = svc.vips.find((v) => v.network === source.network) ?? svc.vips[0];
+    if (vip) return { route: decideOutbound(state, source, vip.ip, target.port), ip: vip.ip, port: target.port, hostname: svc.hostname };
+    // headless service: straight to an endpoint
+    return { route: routeToService(state, svc, target.port, false, Math.random), ip: "", port: target.port, hostname: svc.hostname };
+  }
+  if (isIP(target.domain)) return { route: decideOutbound(state, source, target.domain, target.port), ip: target.domain, port: target.port };
+  let ip: string;
+  try {
+    ip = await resolveHost(target.domain);
+  } catch {
+    throw new MeshError(ErrorCodes.UNKNOWN_HOST, `cannot resolve ${target.domain}: not a mesh service hostname and not in DNS`);
+  }
+  return { route: decideOutbound(state, source, ip, target.port), ip, port: target.port, hostname: target.domain };
+}
+
+async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpConnection, target: SocksTarget, early: Uint8Array): Promise<void> {
+  const started = Date.now();
+  const srcAddr = `${client.remoteAddress}:${client.remotePort}`;
+  const tracked: TrackedConnection = {
+    direction: "outbound",
+    workloadUid: source.uid,
+    startedAt: started,
+    abort: () => client.destroy(),
+  };
+  ctx.connections.add(tracked);
+  let route: OutboundRoute | undefined;
+  let hboneAuthority: string | undefined;
+  try {
+    if (ctx.draining()) throw new MeshError(ErrorCodes.HBONE_DRAINING, "ztunnel is draining");
+    const resolved = await resolveTarget(ctx, source, target);
+    route = resolved.route;
+    if (route.kind === "deny") throw new MeshError(route.code, route.reason);
+    let upstream: ByteStream;
+    let peerIdentity: string | undefined;
+    let tlsVersion: string | undefined;
+    if (route.kind === "hbone") {
+      hboneAuthority = route.authority;
+      const sourceIp = client.localAddress;
+      const tunnel = await ctx.pool.open({
+        key: {
+          sourceIdentity: source.identity,
+          destinationIdentities: route.expectedIdentities,
+          address: route.address,
+          port: route.port,
+          sourceIp,
+        },
+        identity: ctx.tlsIdentityOf(source),
+        authority: route.authority,
+        headers: {
+          baggage: formatBaggage({
+            clusterId: source.clusterId,
+            namespace: source.namespace,
+            workloadType: source.workloadType,
+            workloadName: source.workloadName || source.name,
+            canonicalName: source.canonicalName,
+            canonicalRevision: source.canonicalRevision,
+            region: source.locality.region,
+            zone: source.locality.zone,
+          }),
+          forwarded: formatForwarded(client.remoteAddress, client.remotePort, route.service?.hostname ?? resolved.hostname),
+          traceparent: newTraceparent(),
+        },
+        // Loopback mode: the tunnel leaves from the workload's own address, so the peer sees it.
+        bindAddress: sourceIp,
+      });
+      upstream = tunnel.stream;
+      peerIdentity = tunnel.peer.identity;
+      tlsVersion = tunnel.tlsVersion;
+    } else {
+      upstream = await connectTcp({ hostname: route.address, port: route.port, timeoutMs: ctx.upstreamConnectTimeoutMs });
+    }
+    if (client.isClosed) {
+      upstream.destroy();
+      return;
+    }
+    client.write(socksReply(0x00));
+    if (early.byteLength > 0) upstream.write(early);
+    const mtls = route.kind === "hbone";
+    const destination = route.destination;
+    const service = route.service;
+    const conn = ctx.metrics.connectionOpened(
+      labelsFor({
+        reporter: "source",
+        source,
+        ...(mtls ? { sourcePrincipal: source.identity } : {}),
+        ...(destination ? { destination } : {}),
+        ...(peerIdentity ? { destinationPrincipal: peerIdentity } : {}),
+        ...(service ? { destinationService: { hostname: service.hostname, namespace: service.namespace, name: service.name } } : {}),
+        mtls,
+      }),
+    );
+    const r = relay(client, upstream, { onBytes: (up, down) => conn.addBytes(up, down) });
+    tracked.relay = r;
+    client.resume();
+    const result = await r.done;
+    conn.closed();
+    accessLog(ctx.accessLog, {
+      direction: "outbound",
+      srcAddr,
+      srcWorkload: source.name,
+      srcNamespace: source.namespace,
+      ...(mtls ? { srcIdentity: source.identity } : {}),
+      dstAddr: `${route.address.includes(":") ? `[${route.address}]` : route.address}:${route.port}`,
+      ...(hboneAuthority ? { dstHboneAddr: hboneAuthority } : {}),
+      ...(service ? { dstService: service.hostname } : {}),
+      ...(destination ? { dstWorkload: destination.name, dstNamespace: destination.namespace } : {}),
+      ...(peerIdentity ? { dstIdentity: peerIdentity } : {}),
+      clientToServerBytes: result.aToB,
+      serverToClientBytes: result.bToA,
+      durationMs: Date.now() - started,
+      responseFlags: "-",
+      ...(tlsVersion ? { tlsVersion } : {}),
+    });
+  } catch (e) {
+    const err = asMeshError(e, ErrorCodes.UPSTREAM_CONNECT);
+    if (!client.isClosed) {
+      client.write(socksReply(socksReplyFor(err.code)));
+      client.end();
+    }
+    const flag = responseFlagFor(err.code);
+    const failed = ctx.metrics.connectionOpened(
+      labelsFor({
+        reporter: "source",
+        source,
+        ...(route && route.kind !== "deny" && route.destination ? { destination: route.destination } : {}),
+        ...(route?.service ? { destinationService: { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } } : {}),
+        mtls: route?.kind === "hbone",
+      }),
+    );
+    failed.closed(flag);
+    accessLog(ctx.accessLog, {
+      direction: "outbound",
+      srcAddr,
+      srcWorkload: source.name,
+      srcNamespace: source.namespace,
+      dstAddr: target.kind === "ip" ? `${target.ip}:${target.port}` : `${target.domain}:${target.port}`,
+      ...(hboneAuthority ? { dstHboneAddr: hboneAuthority } : {}),
+      clientToServerBytes: 0,
+      serverToClientBytes: 0,
+      durationMs: Date.now() - started,
+      error: `${err.code}: ${err.message}`,
+      responseFlags: flag,
+    });
+  } finally {
+    ctx.connections.delete(tracked);
+  }
+}
