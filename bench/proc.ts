@@ -1,6 +1,6 @@
 // Process and /proc helpers shared by the orchestrator and the path adapters (Linux only).
 
-import { readFileSync, existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 let clockTicks: number | undefined;
@@ -46,9 +46,13 @@ export function rssKiB(pid: number): number {
   }
 }
 
+/** Number of open file descriptors of a process, or NaN when it is gone. */
 export function openFdCount(pid: number): number {
-  const out = Bun.spawnSync(["ls", `/proc/${pid}/fd`], { stdout: "pipe", stderr: "ignore" });
-  return out.stdout.toString().split("\n").filter(Boolean).length;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Soft and hard RLIMIT_NOFILE of this process, read from /proc/self/limits. */

@@ -39,7 +39,7 @@ export async function runRole(argv: string[]): Promise<number> {
   const adminPort = portFlag("admin-port", flags["admin-port"], 15000);
   const metricsPort = portFlag("metrics-port", flags["metrics-port"], 15020);
   const readinessPort = portFlag("readiness-port", flags["readiness-port"], 15021);
-  const env = readRuntimeEnv();
+  const env = readRuntimeEnv(process.env);
   const log = createLogger({ format: env.logFormat, level: env.logLevel, component: "ztunnel" }).child({ node });
   const accessLog = log.child({ scope: "access" });
 

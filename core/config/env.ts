@@ -5,7 +5,7 @@
 import { ErrorCodes, MeshError } from "../errors/index.ts";
 
 export type LogFormat = "json" | "text";
-export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "off";
+export type LogLevel = "debug" | "info" | "warn" | "error";
 
 export interface RuntimeEnv {
   readonly logFormat: LogFormat;
@@ -130,7 +130,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>): Runtime
   }
   const out: RuntimeEnv = {
     logFormat: readChoice(env, "MESH_LOG_FORMAT", d.logFormat, ["json", "text"] as const),
-    logLevel: readChoice(env, "MESH_LOG_LEVEL", d.logLevel, ["trace", "debug", "info", "warn", "error", "off"] as const),
+    logLevel: readChoice(env, "MESH_LOG_LEVEL", d.logLevel, ["debug", "info", "warn", "error"] as const),
     drainDeadlineMs: readDurationVar(env, "CONNECTION_TERMINATION_DEADLINE", drainDefault, 0),
     poolMaxStreamsPerConnection: readInteger(env, "POOL_MAX_STREAMS_PER_CONNECTION", d.poolMaxStreamsPerConnection, 1, MAX_WINDOW),
     poolUnusedReleaseTimeoutMs: readDurationVar(env, "POOL_UNUSED_RELEASE_TIMEOUT", d.poolUnusedReleaseTimeoutMs, 1),

@@ -11,3 +11,4 @@ export { readRuntimeEnv, parseDuration, ENV_DEFAULTS, type RuntimeEnv, type LogF
 export { canonicalIp, parseIp, parseCidr, cidrContains, parseNetworkAddress, addressKey, type ParsedIp, type ParsedCidr } from "./addresses.ts";
 export { DEFAULT_TRUST_DOMAIN, DEFAULT_SERVICE_ACCOUNT, DEFAULT_CLUSTER_ID } from "./schema-workload.ts";
 export { TaggedMatch } from "./yaml-tags.ts";
+export { loadConfigFile, DEFAULT_MAX_CONFIG_BYTES } from "./file.ts";

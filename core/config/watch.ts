@@ -6,14 +6,14 @@
 // files cost one read. A bad change is logged line by line and the last good state stays.
 
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, resolve } from "node:path";
+import { existsSync, watch, type FSWatcher } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
-import { parseLocalConfig, type LoadedConfig } from "./load.ts";
+import { DEFAULT_MAX_CONFIG_BYTES, parseConfigBytes, readConfigBytes, readConfigBytesSync } from "./file.ts";
+import type { LoadedConfig } from "./load.ts";
 import type { StateStore } from "./store.ts";
 
-export type ConfigLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
+export type ConfigLog = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
 export interface FileConfigSourceOptions {
   /** Name of the source in the store (default "file"). */
@@ -25,8 +25,6 @@ export interface FileConfigSourceOptions {
   /** Delay before re-creating a failed directory watch (default 1000 ms). */
   readonly rewatchMs?: number;
 }
-
-const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
 
 function sha256(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
@@ -58,7 +56,7 @@ export class FileConfigSource {
     this.path = path;
     this.sourceName = opts.sourceName ?? "file";
     this.debounceMs = opts.debounceMs ?? 100;
-    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_CONFIG_BYTES;
     this.rewatchMs = opts.rewatchMs ?? 1000;
   }
 
@@ -78,18 +76,8 @@ export class FileConfigSource {
    */
   start(): LoadedConfig {
     if (!this.stopped) throw new MeshError(ErrorCodes.INTERNAL, "FileConfigSource already started");
-    let data: Uint8Array;
-    try {
-      const st = statSync(this.path);
-      if (st.size > this.maxBytes) throw this.tooLarge(st.size);
-      data = readFileSync(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
-        throw new MeshError(ErrorCodes.CONFIG_FILE_MISSING, `config file not found: ${this.path}`, { cause: e });
-      }
-      throw asMeshError(e, ErrorCodes.CONFIG_INVALID);
-    }
-    const loaded = this.parse(data);
+    const data = readConfigBytesSync(this.path, this.maxBytes);
+    const loaded = parseConfigBytes(data, this.path);
     this.lastHash = sha256(data);
     this.apply(loaded);
     this.stopped = false;
@@ -104,20 +92,6 @@ export class FileConfigSource {
     this.timer = this.rewatchTimer = undefined;
     this.watcher?.close();
     this.watcher = undefined;
-  }
-
-  private tooLarge(size: number): MeshError {
-    return new MeshError(ErrorCodes.CONFIG_INVALID, `${this.path}: file is ${size} bytes, larger than the ${this.maxBytes} byte limit`);
-  }
-
-  private parse(data: Uint8Array): LoadedConfig {
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(data);
-    } catch (e) {
-      throw new MeshError(ErrorCodes.CONFIG_PARSE, `${this.path}: not valid UTF-8`, { cause: e });
-    }
-    return parseLocalConfig(text, this.path);
   }
 
   private apply(loaded: LoadedConfig): void {
@@ -183,20 +157,16 @@ export class FileConfigSource {
   private async reloadOnce(): Promise<void> {
     let data: Uint8Array;
     try {
-      const st = await stat(this.path);
-      if (st.size > this.maxBytes) {
-        this.log("error", `${this.tooLarge(st.size).message}; keeping the last good config`, { file: this.path });
-        return;
-      }
-      data = await readFile(this.path);
+      data = await readConfigBytes(this.path, this.maxBytes);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      const m = asMeshError(e, ErrorCodes.CONFIG_INVALID);
+      if (m.code === ErrorCodes.CONFIG_FILE_MISSING) {
         // Mid-replace, or deleted: either way keep serving the last good state.
         if (!this.missingLogged) this.log("warn", "config file is missing; keeping the last good config", { file: this.path });
         this.missingLogged = true;
         return;
       }
-      this.log("error", `cannot read config file: ${(e as Error).message}; keeping the last good config`, { file: this.path });
+      this.log("error", `${m.message}; keeping the last good config`, { file: this.path, code: m.code });
       return;
     }
     if (this.stopped) return;
@@ -206,7 +176,7 @@ export class FileConfigSource {
     this.lastHash = hash;
     let loaded: LoadedConfig;
     try {
-      loaded = this.parse(data);
+      loaded = parseConfigBytes(data, this.path);
     } catch (e) {
       const m = asMeshError(e, ErrorCodes.CONFIG_INVALID);
       this.log("error", `${m.message}; keeping the last good config`, { file: this.path, code: m.code });
@@ -222,7 +192,7 @@ export class FileConfigSource {
     this.reloadCount++;
     const s = loaded.state;
     this.log("info", "config reloaded", {
-      file: basename(this.path),
+      file: this.path,
       workloads: s.workloads.size,
       services: s.services.size,
       policies: s.policies.size,

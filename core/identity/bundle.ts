@@ -1,6 +1,7 @@
 // A trust bundle: root certificates parsed once, plus the cache of chains already verified against
 // them. The cache lives here so that replacing the bundle (CA rotation) also drops every result
 // that was computed against the old roots.
+import { createHash } from "node:crypto";
 import { MeshError, ErrorCodes } from "../errors/index.ts";
 import { parseCert, type ParsedCert } from "./certs.ts";
 import { pemCertificates, pemEncode } from "./x509.ts";
@@ -49,6 +50,9 @@ export class VerifiedChainCache {
   }
 }
 
+/** Parsed intermediates, shared by every leaf their CA signs (parsing is most of a cold verification). */
+const MAX_PARSED_INTERMEDIATES = 256;
+
 export class TrustBundle {
   /** normalised PEM of every root, suitable as `ca` for node:tls */
   readonly pem: string;
@@ -56,6 +60,8 @@ export class TrustBundle {
   readonly roots: readonly ParsedCert[];
   /** @internal successful verifications against these roots */
   readonly verified: VerifiedChainCache;
+  /** @internal intermediates by DER hash, with their imported keys */
+  readonly #intermediates = new Map<string, ParsedCert>();
 
   private constructor(roots: readonly ParsedCert[], cacheEntries: number) {
     this.roots = roots;
@@ -95,5 +101,20 @@ export class TrustBundle {
 
   get size(): number {
     return this.roots.length;
+  }
+
+  /** @internal parse an intermediate once; throws CertParseError like parseCert */
+  parsedIntermediate(der: Uint8Array): ParsedCert {
+    const key = createHash("sha256").update(der).digest("base64");
+    let c = this.#intermediates.get(key);
+    if (!c) {
+      c = parseCert(der);
+      if (this.#intermediates.size >= MAX_PARSED_INTERMEDIATES) {
+        const oldest = this.#intermediates.keys().next().value;
+        if (oldest !== undefined) this.#intermediates.delete(oldest);
+      }
+      this.#intermediates.set(key, c);
+    }
+    return c;
   }
 }

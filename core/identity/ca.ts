@@ -87,9 +87,11 @@ function randomSerialHex(): string {
   return Buffer.from(b).toString("hex");
 }
 
+type SignAlgorithm = Parameters<typeof crypto.subtle.sign>[0];
+
 interface SigningKey {
   readonly key: CryptoKey;
-  readonly algorithm: Algorithm | EcdsaParams;
+  readonly algorithm: SignAlgorithm & object;
 }
 
 async function importSigningKey(keyObj: KeyObject, file: string): Promise<SigningKey> {

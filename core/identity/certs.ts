@@ -129,17 +129,18 @@ export async function signedBy(child: ParsedCert, issuer: ParsedCert): Promise<b
   if (!bytesEqual(child.fields.issuer, issuer.fields.subject)) return false;
   // The algorithm inside the signed part must be the one used, so it cannot be swapped.
   if (!bytesEqual(child.fields.tbsSignatureAlgorithm, child.fields.signatureAlgorithm)) return false;
-  let alg: x509.HashedAlgorithm;
+  let alg: { name: string; hash?: { name: string } };
   try {
-    alg = child.cert.signatureAlgorithm;
+    alg = child.cert.signatureAlgorithm as unknown as typeof alg;
   } catch {
     return false;
   }
-  if (!ALLOWED_SIG.has(alg.name) || !ALLOWED_HASH.has(alg.hash?.name)) return false;
-  const keyId = `${alg.name}/${alg.hash.name}`;
+  const hash = alg.hash?.name ?? "";
+  if (!ALLOWED_SIG.has(alg.name) || !ALLOWED_HASH.has(hash)) return false;
+  const keyId = `${alg.name}/${hash}`;
   let key = issuer.keys.get(keyId);
   if (!key) {
-    const params = { ...issuer.cert.publicKey.algorithm, ...alg } as Algorithm;
+    const params = { ...issuer.cert.publicKey.algorithm, ...alg } as Parameters<typeof issuer.cert.publicKey.export>[0];
     key = issuer.cert.publicKey.export(params, ["verify"]).catch(() => null);
     issuer.keys.set(keyId, key);
   }

@@ -52,6 +52,11 @@ interface Entry {
   timer: unknown;
 }
 
+/** Entries are keyed by canonical id; the common already-canonical case skips the parser. */
+function canonical(identity: string): string {
+  return identity.startsWith("spiffe://") ? identity : parseSpiffeId(identity).uri;
+}
+
 /** Rotation time: half way between notBefore and notAfter. */
 export function refreshAt(svid: Pick<Svid, "notBefore" | "notAfter">): number {
   const nb = svid.notBefore.getTime();
@@ -118,16 +123,16 @@ export class CertificateManager {
 
   /** The current, unexpired certificate, if any. */
   get(identity: string): Svid | undefined {
-    const svid = this.#entries.get(identity)?.svid;
+    const svid = this.#entries.get(canonical(identity))?.svid;
     return svid && this.#valid(svid) ? svid : undefined;
   }
 
   /** Stops managing `identity`; an issue in flight completes but its result is dropped. */
   forget(identity: string): void {
-    const entry = this.#entries.get(identity);
+    const entry = this.#entries.get(canonical(identity));
     if (!entry) return;
     this.#cancelTimer(entry);
-    this.#entries.delete(identity);
+    this.#entries.delete(entry.identity);
   }
 
   /** Called after each rotation (not the first issue) with the new certificate. Returns an unsubscribe. */

@@ -163,7 +163,7 @@ function checkLeafProfile(leaf: ParsedCert, usage: SvidUsage): SpiffeId {
 async function verifyUncached(chainDer: readonly Uint8Array[], bundle: TrustBundle, usage: SvidUsage): Promise<VerifiedChain> {
   let certs: ParsedCert[];
   try {
-    certs = chainDer.map((d) => parseCert(d));
+    certs = chainDer.map((d, i) => (i === 0 ? parseCert(d) : bundle.parsedIntermediate(d)));
   } catch (e) {
     fail(ErrorCodes.SVID_MALFORMED, e instanceof CertParseError ? `peer chain: ${e.message}` : String(e));
   }
