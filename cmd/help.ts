@@ -25,6 +25,9 @@ Flags:
   --admin-port N         admin API on 127.0.0.1 (default 15000)
   --metrics-port N       Prometheus /metrics (default 15020)
   --readiness-port N     /healthz/ready (default 15021)
+  --hbone-port N         port of each local workload's inbound HBONE listener (default 15008; peers
+                         always dial 15008, so change it only behind a relay, e.g. in tests)
+  --socks5-port N        port of each local workload's SOCKS5 listener (default 15080)
 
 Each local workload gets HBONE on <ip>:15008 and SOCKS5 on <ip>:15080.
 SIGTERM or POST /quitquitquit drains (deadline CONNECTION_TERMINATION_DEADLINE, default 5s); a second SIGTERM exits at once.

@@ -14,6 +14,8 @@ const SPEC = {
   "admin-port": { type: "string" },
   "metrics-port": { type: "string" },
   "readiness-port": { type: "string" },
+  "hbone-port": { type: "string" },
+  "socks5-port": { type: "string" },
 } as const;
 
 export async function runRole(argv: string[]): Promise<number> {
@@ -39,6 +41,7 @@ export async function runRole(argv: string[]): Promise<number> {
   const adminPort = portFlag("admin-port", flags["admin-port"], 15000);
   const metricsPort = portFlag("metrics-port", flags["metrics-port"], 15020);
   const readinessPort = portFlag("readiness-port", flags["readiness-port"], 15021);
+  const workloadPorts = { hbone: portFlag("hbone-port", flags["hbone-port"], 15008), socks5: portFlag("socks5-port", flags["socks5-port"], 15080) };
   const env = readRuntimeEnv(process.env);
   const log = createLogger({ format: env.logFormat, level: env.logLevel, component: "ztunnel" }).child({ node });
   const accessLog = log.child({ scope: "access" });
@@ -52,6 +55,7 @@ export async function runRole(argv: string[]): Promise<number> {
     adminPort,
     metricsPort,
     readinessPort,
+    workloadPorts,
     log,
     accessLog,
     onExit: (code) => process.exit(code),

@@ -45,7 +45,7 @@ export class FileConfigSource {
   private pending = false;
   private stopped = true;
   private missingLogged = false;
-  private reloadCount = 0;
+  private readonly counters = { checks: 0, reloads: 0, rejected: 0, unchanged: 0 };
 
   constructor(
     path: string,
@@ -65,9 +65,12 @@ export class FileConfigSource {
     return this.good;
   }
 
-  /** How many changed versions of the file were applied since start() (not counting the first load). */
-  get reloads(): number {
-    return this.reloadCount;
+  /**
+   * Counters since start(): `checks` (reads after a change event), `reloads` (new versions
+   * applied), `rejected` (new versions that failed to load), `unchanged` (same content).
+   */
+  stats(): Readonly<{ checks: number; reloads: number; rejected: number; unchanged: number }> {
+    return { ...this.counters };
   }
 
   /**
@@ -155,6 +158,7 @@ export class FileConfigSource {
   }
 
   private async reloadOnce(): Promise<void> {
+    this.counters.checks++;
     let data: Uint8Array;
     try {
       data = await readConfigBytes(this.path, this.maxBytes);
@@ -172,13 +176,17 @@ export class FileConfigSource {
     if (this.stopped) return;
     this.missingLogged = false;
     const hash = sha256(data);
-    if (hash === this.lastHash) return;
+    if (hash === this.lastHash) {
+      this.counters.unchanged++;
+      return;
+    }
     this.lastHash = hash;
     let loaded: LoadedConfig;
     try {
       loaded = parseConfigBytes(data, this.path);
     } catch (e) {
       const m = asMeshError(e, ErrorCodes.CONFIG_INVALID);
+      this.counters.rejected++;
       this.log("error", `${m.message}; keeping the last good config`, { file: this.path, code: m.code });
       for (const d of m.details) this.log("error", d, { file: this.path, code: m.code });
       return;
@@ -189,7 +197,7 @@ export class FileConfigSource {
       // A subscriber failed; the new state is installed regardless (see StateStore.subscribe).
       this.log("error", `a config subscriber failed: ${(e as Error).message}`, { file: this.path });
     }
-    this.reloadCount++;
+    this.counters.reloads++;
     const s = loaded.state;
     this.log("info", "config reloaded", {
       file: this.path,

@@ -123,17 +123,19 @@ export function parseYamlTree(text: string, fileName: string): ParsedYaml {
     strict: true,
   });
   if (doc.errors.length > 0) {
-    const lines = doc.errors.map((e) => {
+    const heads: string[] = [];
+    const details: string[] = [];
+    for (const e of doc.errors) {
       const where = position(e);
-      const msg = (e.message.split("\n")[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, "");
-      return `${fileName}${where ? `:${where}` : ""}: ${msg}`;
-    });
-    const first = lines[0]!;
-    throw new MeshError(
-      ErrorCodes.CONFIG_PARSE,
-      lines.length === 1 ? first : `${first} (and ${lines.length - 1} more)`,
-      { details: lines },
-    );
+      const [first = e.message, ...context] = e.message.split("\n");
+      const head = `${fileName}${where ? `:${where}` : ""}: ${first.replace(/ at line \d+, column \d+:?$/, "")}`;
+      heads.push(head);
+      if (doc.errors.length > 1) details.push(head);
+      // The source excerpt with a caret under the problem.
+      for (const c of context) if (c.trim() !== "") details.push(`  ${c}`);
+    }
+    const msg = heads.length === 1 ? heads[0]! : `${heads[0]!} (and ${heads.length - 1} more)`;
+    throw new MeshError(ErrorCodes.CONFIG_PARSE, msg, { details });
   }
   // Warnings (unknown tags) are not reported here: the validators report them with the field path.
   let raw: unknown;
