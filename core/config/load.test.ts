@@ -494,7 +494,7 @@ describe("parseLocalConfig: every kind of bad config gets a precise error", () =
 
   test("a recursive alias is refused, not followed forever", () => {
     const e = loadError("workloads: &a\n- *a\n");
-    expect([ErrorCodes.CONFIG_PARSE, ErrorCodes.CONFIG_INVALID]).toContain(e.code);
+    expect(e.code === ErrorCodes.CONFIG_PARSE || e.code === ErrorCodes.CONFIG_INVALID).toBe(true);
   });
 });
 

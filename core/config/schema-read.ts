@@ -35,7 +35,7 @@ export function describe(n: YNode): string {
     case "seq":
       return "a list";
     case "tagged":
-      return `!${n.tag} ${n.value.kind === "scalar" ? describe(n.value) : describe(n.value)}`.trimEnd();
+      return `!${n.tag} ${describe(n.value)}`;
     case "scalar":
       if (n.value === null) return "null";
       if (typeof n.value === "string") return JSON.stringify(n.value);
@@ -146,12 +146,11 @@ export function readString(n: YNode, path: string, issues: Issues, expected = "a
 
 export function readInt(n: YNode, path: string, issues: Issues, min: number, max: number, what: string): number | undefined {
   if (unexpectedTag(n, path, what, issues)) return undefined;
-  const ok = n.kind === "scalar" && typeof n.value === "number" && Number.isInteger(n.value) && n.value >= min && n.value <= max;
-  if (!ok || n.kind !== "scalar") {
-    issues.error(path, `expected ${what}, got ${describe(n)}`);
-    return undefined;
+  if (n.kind === "scalar" && typeof n.value === "number" && Number.isInteger(n.value) && n.value >= min && n.value <= max) {
+    return n.value;
   }
-  return n.value as number;
+  issues.error(path, `expected ${what}, got ${describe(n)}`);
+  return undefined;
 }
 
 export function readPort(n: YNode, path: string, issues: Issues, allowZero = false): number | undefined {

@@ -65,6 +65,8 @@ export function buildMeshState(input: MeshStateInput): MeshState {
         if (prev === undefined || workloadRank(w) > workloadRank(prev)) byAddress.set(key, w);
       }
     }
+    // Unhealthy workloads stay endpoints here (a service with healthPolicy AllowAll may use them);
+    // load balancing filters by status.
     for (const [serviceKey, ports] of w.services) {
       let list = endpoints.get(serviceKey);
       if (!list) endpoints.set(serviceKey, (list = []));

@@ -45,6 +45,7 @@ export class FileConfigSource {
   private pending = false;
   private stopped = true;
   private missingLogged = false;
+  private firstEventAt = 0;
   private readonly counters = { checks: 0, reloads: 0, rejected: 0, unchanged: 0 };
 
   constructor(
@@ -134,7 +135,13 @@ export class FileConfigSource {
 
   private schedule(): void {
     if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
+    const now = Date.now();
+    if (this.timer) {
+      // A directory that never goes quiet (say, a log file beside the config) must not starve
+      // the reload: stop extending the debounce after ten quiet periods.
+      if (now - this.firstEventAt >= this.debounceMs * 10) return;
+      clearTimeout(this.timer);
+    } else this.firstEventAt = now;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.reload();
@@ -187,6 +194,11 @@ export class FileConfigSource {
     } catch (e) {
       const m = asMeshError(e, ErrorCodes.CONFIG_INVALID);
       this.counters.rejected++;
+      if (m.code === ErrorCodes.CONFIG_PARSE) {
+        // Syntax errors: the details are a source excerpt, which belongs with the message.
+        this.log("error", `${m.message}; keeping the last good config`, { file: this.path, code: m.code, excerpt: m.details });
+        return;
+      }
       this.log("error", `${m.message}; keeping the last good config`, { file: this.path, code: m.code });
       for (const d of m.details) this.log("error", d, { file: this.path, code: m.code });
       return;

@@ -54,7 +54,12 @@ interface Entry {
 
 /** Entries are keyed by canonical id; the common already-canonical case skips the parser. */
 function canonical(identity: string): string {
-  return identity.startsWith("spiffe://") ? identity : parseSpiffeId(identity).uri;
+  if (identity.startsWith("spiffe://")) return identity;
+  try {
+    return parseSpiffeId(identity).uri;
+  } catch {
+    return identity; // not an id, so never a key: lookups simply miss
+  }
 }
 
 /** Rotation time: half way between notBefore and notAfter. */

@@ -1,3 +1,7 @@
 // Shared fixtures for end-to-end tests.
 export { TestMesh, ZtunnelProcess, meshCommand, allocSubnet, twoNodeConfig, type MeshOptions, type LogRecord } from "./mesh.ts";
 export { echoServer, serve, socksConnect, exchange, until, SocksError, type TestServer } from "./net.ts";
+export { recordingRelay, tlsRecords, freePort, type RecordingRelay, type RecordedConnection, type TlsRecordHeader } from "./wire.ts";
+export { sendPattern, receiveDigest, type Digest } from "./data.ts";
+export { parsePrometheus, samples, sampleSum, type Sample } from "./metrics.ts";
+export { runMesh, ensureBinary, stackFrames, type CliResult } from "./cli.ts";

@@ -121,6 +121,24 @@ export class ZtunnelProcess {
     return (await fetch(`http://127.0.0.1:${this.ports.metrics}/metrics`)).text();
   }
 
+  /** POST /quitquitquit on the admin port (starts a drain). */
+  async quit(): Promise<Response> {
+    return fetch(`http://127.0.0.1:${this.ports.admin}/quitquitquit`, { method: "POST" });
+  }
+
+  /** The exit code, or undefined if the process is still running after `timeoutMs`. */
+  async exitWithin(timeoutMs: number): Promise<number | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs)));
+    const code = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer);
+    return code;
+  }
+
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
   signal(sig: NodeJS.Signals = "SIGTERM"): void {
     if (this.proc.exitCode === null) this.proc.kill(sig);
   }
