@@ -42,7 +42,7 @@ export async function runRole(argv: string[]): Promise<number> {
   const metricsPort = portFlag("metrics-port", flags["metrics-port"], 15020);
   const readinessPort = portFlag("readiness-port", flags["readiness-port"], 15021);
   const workloadPorts = { hbone: portFlag("hbone-port", flags["hbone-port"], 15008), socks5: portFlag("socks5-port", flags["socks5-port"], 15080) };
-  const env = readRuntimeEnv(process.env);
+  const env = readRuntimeEnv();
   const log = createLogger({ format: env.logFormat, level: env.logLevel, component: "ztunnel" }).child({ node });
   const accessLog = log.child({ scope: "access" });
 

@@ -114,7 +114,8 @@ function readChoice<T extends string>(env: Record<string, string | undefined>, n
 const MAX_WINDOW = 2 ** 31 - 1; // RFC 9113 §6.9.1
 
 /** Reads and validates the runtime environment. Throws FLAG_INVALID naming the bad variable. */
-export function readRuntimeEnv(env: Record<string, string | undefined>): RuntimeEnv {
+// The process environment is read here and nowhere else.
+export function readRuntimeEnv(env: Record<string, string | undefined> = process.env): RuntimeEnv {
   const d = ENV_DEFAULTS;
   // ztunnel: without CONNECTION_TERMINATION_DEADLINE, the pod's grace period minus 5 s (min 1 s).
   let drainDefault = d.drainDeadlineMs;

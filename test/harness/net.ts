@@ -76,11 +76,17 @@ export function socksConnect(proxy: { host: string; port?: number }, host: strin
       if (phase === 1 && buf.length >= 10) {
         if (buf[1] !== 0) return fail(new SocksError(buf[1]!));
         clearTimeout(timer);
+        // Hold the stream while handlers change hands: in flowing mode, bytes that came with
+        // the reply (the server may speak first) would be emitted to no listener and lost.
+        s.pause();
         s.off("data", onData);
         s.off("error", fail);
+        s.off("close", onClose);
         const rest = buf.subarray(10);
         if (rest.length) s.unshift(rest);
         resolve(s);
+        // The caller attaches its listeners when the promise settles; flow again after that.
+        setImmediate(() => s.resume());
       }
     };
     const fail = (e: Error) => {
@@ -90,7 +96,8 @@ export function socksConnect(proxy: { host: string; port?: number }, host: strin
     };
     s.on("data", onData);
     s.on("error", fail);
-    s.on("close", () => fail(new Error("SOCKS5 connection closed during the handshake")));
+    const onClose = () => fail(new Error("SOCKS5 connection closed during the handshake"));
+    s.on("close", onClose);
     s.write(Buffer.from([5, 1, 0]));
   });
 }
