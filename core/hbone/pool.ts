@@ -12,6 +12,7 @@ import {
   type H2Headers,
   type TlsIdentity,
 } from "../net/index.ts";
+import { keepalive } from "./keepalive.ts";
 import { clientSettings, type HboneTuning } from "./settings.ts";
 import type { HboneLog, PeerIdentity, PeerVerifier } from "./server.ts";
 
@@ -270,21 +271,7 @@ export class HbonePool {
           c.session.close();
           continue;
         }
-        if (now - c.lastPingAck > t.keepaliveTimeoutMs) {
-          this.opts.log("info", "HBONE connection missed keepalive; closing", { id: c.id });
-          c.session.destroy();
-          continue;
-        }
-        if (c.pingOutstanding) continue;
-        c.pingOutstanding = true;
-        try {
-          c.session.ping((err) => {
-            c.pingOutstanding = false;
-            if (!err) c.lastPingAck = Date.now();
-          });
-        } catch {
-          c.pingOutstanding = false;
-        }
+        if (!keepalive(c, t.keepaliveTimeoutMs, now)) this.opts.log("info", "HBONE connection missed keepalive; closed", { id: c.id });
       }
     }
   }

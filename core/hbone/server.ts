@@ -16,6 +16,7 @@ import {
   type TlsIdentity,
 } from "../net/index.ts";
 import { parseAuthority, type HboneTarget } from "./authority.ts";
+import { keepalive } from "./keepalive.ts";
 import { serverSettings, type HboneTuning } from "./settings.ts";
 
 export interface PeerIdentity {
@@ -268,21 +269,7 @@ export class HboneListener {
     const now = Date.now();
     for (const s of this.sessions) {
       if (s.session.destroyed || s.session.closed) continue;
-      if (now - s.lastPingAck > this.opts.tuning.keepaliveTimeoutMs) {
-        this.opts.log("info", "HBONE session missed keepalive; closing", {});
-        s.session.destroy();
-        continue;
-      }
-      if (s.pingOutstanding) continue;
-      s.pingOutstanding = true;
-      try {
-        s.session.ping((err) => {
-          s.pingOutstanding = false;
-          if (!err) s.lastPingAck = Date.now();
-        });
-      } catch {
-        s.pingOutstanding = false;
-      }
+      if (!keepalive(s, this.opts.tuning.keepaliveTimeoutMs, now)) this.opts.log("info", "HBONE session missed keepalive; closed", {});
     }
   }
 }

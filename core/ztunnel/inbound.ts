@@ -2,11 +2,12 @@
 // this workload, never one of our own ports; the app connection is made first and only then is
 // the tunnel answered 200.
 import type { Workload } from "../config/index.ts";
-import { ErrorCodes, MeshError, asMeshError, hboneStatusFor, responseFlagFor } from "../errors/index.ts";
+import { ErrorCodes, MeshError, asMeshError, hboneStatusFor } from "../errors/index.ts";
 import { forwardedHost, formatBaggage, type InboundTunnel } from "../hbone/index.ts";
 import { connectTcp, relay } from "../net/index.ts";
 import { accessLog, labelsFor } from "../telemetry/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { reportFailure } from "./report.ts";
 import { ILLEGAL_PORTS } from "./route.ts";
 
 /** Where an accepted tunnel goes: the app port on this workload's address. */
@@ -57,6 +58,17 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     abort: () => tracked.relay?.abort(new Error("closed by ztunnel")),
   };
   ctx.connections.add(tracked);
+  const base = {
+    direction: "inbound" as const,
+    srcAddr,
+    ...(srcWorkload ? { srcWorkload: srcWorkload.name, srcNamespace: srcWorkload.namespace } : {}),
+    srcIdentity: tunnel.peer.identity,
+    dstHboneAddr: tunnel.authority,
+    ...(service ? { dstService: service.hostname } : {}),
+    dstWorkload: local.name,
+    dstNamespace: local.namespace,
+    tlsVersion: tunnel.tlsVersion,
+  };
   let dstAddr = `${tunnel.localAddress}:?`;
   try {
     if (ctx.draining()) throw new MeshError(ErrorCodes.HBONE_DRAINING, "ztunnel is draining");
@@ -85,42 +97,18 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     const result = await r.done;
     metrics.closed();
     accessLog(ctx.accessLog, {
-      direction: "inbound",
-      srcAddr,
-      ...(srcWorkload ? { srcWorkload: srcWorkload.name, srcNamespace: srcWorkload.namespace } : {}),
-      srcIdentity: tunnel.peer.identity,
+      ...base,
       dstAddr,
-      dstHboneAddr: tunnel.authority,
-      ...(service ? { dstService: service.hostname } : {}),
-      dstWorkload: local.name,
-      dstNamespace: local.namespace,
       dstIdentity: local.identity,
       clientToServerBytes: result.aToB,
       serverToClientBytes: result.bToA,
       durationMs: Date.now() - started,
       responseFlags: "-",
-      tlsVersion: tunnel.tlsVersion,
     });
   } catch (e) {
     const err = asMeshError(e, ErrorCodes.HBONE_UPSTREAM_CONNECT);
     tunnel.reject(hboneStatusFor(err.code));
-    const flag = responseFlagFor(err.code);
-    ctx.metrics.connectionOpened(labels).closed(flag);
-    accessLog(ctx.accessLog, {
-      direction: "inbound",
-      srcAddr,
-      ...(srcWorkload ? { srcWorkload: srcWorkload.name, srcNamespace: srcWorkload.namespace } : {}),
-      srcIdentity: tunnel.peer.identity,
-      dstAddr,
-      dstHboneAddr: tunnel.authority,
-      dstWorkload: local.name,
-      dstNamespace: local.namespace,
-      clientToServerBytes: 0,
-      serverToClientBytes: 0,
-      durationMs: Date.now() - started,
-      error: `${err.code}: ${err.message}`,
-      responseFlags: flag,
-    });
+    reportFailure(ctx, labels, { ...base, dstAddr }, err, started);
   } finally {
     ctx.connections.delete(tracked);
   }

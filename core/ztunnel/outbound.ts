@@ -2,11 +2,12 @@
 // carried by HBONE to a mesh workload, by plain TCP to a non-mesh destination, or refused.
 import { isIP } from "node:net";
 import type { Workload } from "../config/index.ts";
-import { ErrorCodes, MeshError, asMeshError, responseFlagFor, socksReplyFor } from "../errors/index.ts";
+import { ErrorCodes, MeshError, asMeshError, socksReplyFor } from "../errors/index.ts";
 import { formatBaggage, formatForwarded, newTraceparent } from "../hbone/index.ts";
 import { connectTcp, relay, resolveHost, type ByteStream, type TcpConnection } from "../net/index.ts";
 import { accessLog, labelsFor } from "../telemetry/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { reportFailure } from "./report.ts";
 import { decideOutbound, resolveMeshHostname, routeToService, type OutboundRoute } from "./route.ts";
 import { Socks5Handshake, socksReply, type SocksTarget } from "./socks5.ts";
 
@@ -171,30 +172,22 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
       client.write(socksReply(socksReplyFor(err.code)));
       client.end();
     }
-    const flag = responseFlagFor(err.code);
-    const failed = ctx.metrics.connectionOpened(
-      labelsFor({
-        reporter: "source",
-        source,
-        ...(route && route.kind !== "deny" && route.destination ? { destination: route.destination } : {}),
-        ...(route?.service ? { destinationService: { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } } : {}),
-        mtls: route?.kind === "hbone",
-      }),
-    );
-    failed.closed(flag);
-    accessLog(ctx.accessLog, {
-      direction: "outbound",
+    const labels = labelsFor({
+      reporter: "source",
+      source,
+      ...(route && route.kind !== "deny" && route.destination ? { destination: route.destination } : {}),
+      ...(route?.service ? { destinationService: { hostname: route.service.hostname, namespace: route.service.namespace, name: route.service.name } } : {}),
+      mtls: route?.kind === "hbone",
+    });
+    const record = {
+      direction: "outbound" as const,
       srcAddr,
       srcWorkload: source.name,
       srcNamespace: source.namespace,
       dstAddr: target.kind === "ip" ? `${target.ip}:${target.port}` : `${target.domain}:${target.port}`,
       ...(hboneAuthority ? { dstHboneAddr: hboneAuthority } : {}),
-      clientToServerBytes: 0,
-      serverToClientBytes: 0,
-      durationMs: Date.now() - started,
-      error: `${err.code}: ${err.message}`,
-      responseFlags: flag,
-    });
+    };
+    reportFailure(ctx, labels, record, err, started);
   } finally {
     ctx.connections.delete(tracked);
   }
