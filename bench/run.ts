@@ -134,6 +134,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
 
 const live = new Set<Subprocess>();
 const activePaths = new Set<BenchPath>();
+let interrupted = false;
 
 function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
@@ -286,20 +287,31 @@ async function measureConnRate(h: PathHandle, o: BenchOptions, m: Metrics): Prom
 }
 
 /**
- * After the idle test the proxies are still tearing down thousands of connections (stunnel: one
- * thread each); wait until their fd counts are back near the baseline and their CPU is quiet, so
- * the next measurement is not billed for it.
+ * After the load generator closed its idle connections, give the proxies up to 10 s to release
+ * them (stunnel ends one thread per connection) and record what is left: fds still open beyond
+ * the baseline show connections a proxy keeps (pooled tunnels) or leaks.
  */
-async function waitQuiet(h: PathHandle, fdBaseline: Map<number, number>, notes: string[]): Promise<void> {
-  const deadline = Date.now() + 30_000;
+async function checkRelease(h: PathHandle, fdBaseline: Map<number, number>, m: Metrics, notes: string[]): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let fds: { p: ProxyProcess; now: number; base: number }[] = [];
+  let busyCores = 0;
   for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
-    const fdsBack = h.proxies.every((p) => !(openFdCount(p.pid) > (fdBaseline.get(p.pid) ?? 0) + 32));
+    fds = h.proxies.map((p) => ({ p, now: openFdCount(p.pid), base: fdBaseline.get(p.pid) ?? 0 }));
     const cpu0 = totalCpuSeconds(h.proxyPids);
     await Bun.sleep(250);
-    const busy = totalCpuSeconds(h.proxyPids) - cpu0 > 0.025; // > 10 % of a core
-    if (fdsBack && !busy) return;
+    busyCores = (totalCpuSeconds(h.proxyPids) - cpu0) / 0.25;
+    if (fds.every((f) => !(f.now > f.base + 32)) && busyCores <= 0.1) break;
   }
-  notes.push("proxies were still busy 30 s after the idle-connection test");
+  for (const f of fds) {
+    m[`rss.${f.p.role}.fdsAfterClose`] = f.now;
+    m[`rss.${f.p.role}.afterCloseKiB`] = rssKiB(f.p.pid);
+  }
+  const kept = fds.filter((f) => f.now > f.base + 32);
+  if (kept.length > 0 || busyCores > 0.1) {
+    notes.push(
+      `after the idle test closed its connections: ${fds.map((f) => `${f.p.label} ${f.now} fds open (${f.base} before)`).join(", ")}; proxies using ${fmt(busyCores)} cores`,
+    );
+  }
 }
 
 async function measureIdleMemory(h: PathHandle, conns: number, m: Metrics, notes: string[]): Promise<void> {
@@ -344,7 +356,7 @@ async function measureIdleMemory(h: PathHandle, conns: number, m: Metrics, notes
     }
     await Promise.race([child.exited, Bun.sleep(15_000)]);
     await stopChild(child);
-    await waitQuiet(h, fdBaseline, notes);
+    await checkRelease(h, fdBaseline, m, notes);
   }
 }
 
@@ -370,6 +382,7 @@ function makePath(name: PathName, o: BenchOptions): BenchPath {
 }
 
 async function step(report: PathReport, what: string, fn: () => Promise<void>): Promise<void> {
+  if (interrupted) return;
   try {
     await fn();
   } catch (e) {
@@ -379,7 +392,11 @@ async function step(report: PathReport, what: string, fn: () => Promise<void>): 
   }
 }
 
-async function runRound(name: PathName, round: number, o: BenchOptions, report: PathReport): Promise<void> {
+/**
+ * Start a fresh path (and server app), run `body` against it, stop both. Returns false when the
+ * path is unavailable or failed to start (recorded in the report).
+ */
+async function withPath(name: PathName, o: BenchOptions, report: PathReport, body: (path: BenchPath, handle: PathHandle) => Promise<void>): Promise<boolean> {
   const path = makePath(name, o);
   activePaths.add(path);
   let app: { child: Subprocess; port: number } | undefined;
@@ -389,44 +406,63 @@ async function runRound(name: PathName, round: number, o: BenchOptions, report: 
     try {
       handle = await path.start({ host: path.appHost, port: app.port });
     } catch (e) {
-      if (e instanceof PathUnavailable) {
-        report.status = "skipped";
-        report.reason = e.message;
-        log(`${name}: skipped: ${e.message}`);
-      } else {
-        report.status = "failed";
-        report.reason = (e as Error).message;
-        log(`${name}: failed to start: ${(e as Error).message}`);
-      }
-      return;
+      report.status = e instanceof PathUnavailable ? "skipped" : "failed";
+      report.reason = (e as Error).message;
+      log(`${name}: ${report.status === "skipped" ? "skipped" : "failed to start"}: ${(e as Error).message}`);
+      return false;
     }
     report.entry = describeEntry(handle.entry);
     report.proxies = handle.proxies.map((p) => ({ role: p.role, label: p.label }));
     for (const n of handle.notes) if (!report.notes.includes(n)) report.notes.push(n);
-    log(`${name} (round ${round + 1}/${o.runs}): ${report.entry}`);
-    const m: Metrics = {};
-    if (round === 0 && handle.proxies.length > 0) {
-      const { hard } = nofileLimits();
-      // The load generator and the server app each hold one fd per connection.
-      let conns = Math.min(o.idleConns, Math.max(0, hard - 512));
-      const cap = path.idleConnCap?.(hard);
-      if (cap !== undefined && cap < conns) conns = cap;
-      if (conns < o.idleConns) report.notes.push(`idle-memory test held ${conns} connections, not ${o.idleConns}: fd limit ${hard} per process`);
-      if (conns > 0) await step(report, "idle memory", () => measureIdleMemory(handle, conns, m, report.notes));
-    }
-    await step(report, "throughput", () => measureThroughput(handle, o, m));
-    await step(report, "latency", () => measureLatency(handle, o, m));
-    await step(report, "connection rate", () => measureConnRate(handle, o, m));
-    report.runs.push(m);
+    await body(path, handle);
+    return true;
   } catch (e) {
     report.status = "failed";
     report.reason = (e as Error).message;
     log(`${name}: ${(e as Error).message}`);
+    return false;
   } finally {
     await path.stop().catch((e: Error) => log(`${name}: stop: ${e.message}`));
     activePaths.delete(path);
     if (app) await stopChild(app.child);
   }
+}
+
+/** Memory per idle tunnelled connection, on its own fresh proxies so nothing else is in their heap. */
+async function memoryPhase(name: PathName, o: BenchOptions, report: PathReport): Promise<Metrics> {
+  const m: Metrics = {};
+  if (name === "direct") return m;
+  await withPath(name, o, report, async (path, handle) => {
+    if (handle.proxies.length === 0) return;
+    const { hard } = nofileLimits();
+    // The load generator and the server app each hold one fd per connection.
+    let conns = Math.min(o.idleConns, Math.max(0, hard - 512));
+    const cap = path.idleConnCap?.(hard);
+    if (cap !== undefined && cap < conns) conns = cap;
+    if (conns < o.idleConns) report.notes.push(`idle-memory test held ${conns} connections, not ${o.idleConns}: fd limit ${hard} per process`);
+    log(`${name} (memory): ${report.entry}`);
+    if (conns > 0) await step(report, "idle memory", () => measureIdleMemory(handle, conns, m, report.notes));
+  });
+  return m;
+}
+
+/** Throughput, latency and connection rate, on fresh proxies. */
+async function perfPhase(name: PathName, round: number, o: BenchOptions, report: PathReport): Promise<Metrics | undefined> {
+  const m: Metrics = {};
+  const ok = await withPath(name, o, report, async (_path, handle) => {
+    log(`${name} (round ${round + 1}/${o.runs}): ${report.entry}`);
+    await step(report, "throughput", () => measureThroughput(handle, o, m));
+    await step(report, "latency", () => measureLatency(handle, o, m));
+    await step(report, "connection rate", () => measureConnRate(handle, o, m));
+  });
+  return ok ? m : undefined;
+}
+
+async function runRound(name: PathName, round: number, o: BenchOptions, report: PathReport): Promise<void> {
+  const memory = round === 0 ? await memoryPhase(name, o, report) : {};
+  if (report.status !== "ok") return;
+  const perf = await perfPhase(name, round, o, report);
+  if (perf) report.runs.push({ ...memory, ...perf });
 }
 
 function summarize(runs: Metrics[]): Metrics {
@@ -661,6 +697,7 @@ async function main(): Promise<number> {
 }
 
 async function shutdown(signal: string): Promise<void> {
+  interrupted = true;
   log(`${signal}: stopping children`);
   await Promise.all([...[...activePaths].map((p) => p.stop().catch(() => {})), ...[...live].map((c) => stopChild(c, 1000))]);
   process.exit(130);

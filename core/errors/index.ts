@@ -53,6 +53,9 @@ export const ErrorCodes = {
   LISTEN_FAILED: "LISTEN_FAILED",
   NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
   INTERNAL: "INTERNAL",
+  // traffic capture (Linux: network namespaces, socket options)
+  NETNS_FAILED: "NETNS_FAILED",
+  SOCKET_OPTION_FAILED: "SOCKET_OPTION_FAILED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -175,6 +175,7 @@ export class HbonePool {
       settings: clientSettings(t),
       localWindowSize: t.streamWindowSize,
       timeoutMs: t.connectTimeoutMs,
+      expectedIdentities: req.key.destinationIdentities,
     });
     this.handshakes++;
     let peer: PeerIdentity;

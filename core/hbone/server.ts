@@ -160,8 +160,8 @@ export class HboneListener {
     session.once("close", () => this.sessions.delete(state));
     state.peer.catch((e) => {
       const err = asMeshError(e, ErrorCodes.SVID_UNTRUSTED_CHAIN);
-      this.opts.log("warn", "HBONE peer rejected", { code: err.code, error: err.message, "src.addr": socket.remoteAddress });
-      this.opts.onRejectedPeer?.(err, socket.remoteAddress);
+      if (this.opts.onRejectedPeer) this.opts.onRejectedPeer(err, socket.remoteAddress);
+      else this.opts.log("warn", "HBONE peer rejected", { code: err.code, error: err.message, "src.addr": socket.remoteAddress });
       session.destroy();
     });
   }

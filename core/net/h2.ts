@@ -120,6 +120,21 @@ export interface HboneConnectOptions {
   settings: H2Settings;
   localWindowSize: number;
   timeoutMs: number;
+  /**
+   * Identities the server may present. Checked on the certificate's URI SANs inside the
+   * handshake, so a wrong server never sees a byte of HTTP/2; core/hbone then runs the full
+   * SVID verification before any CONNECT.
+   */
+  expectedIdentities: readonly string[];
+}
+
+/** URI SANs from Node's `subjectaltname` string ("URI:spiffe://a, DNS:b"). */
+export function uriSans(subjectaltname: string | undefined): string[] {
+  if (!subjectaltname) return [];
+  return subjectaltname
+    .split(/,\s*/)
+    .filter((e) => e.startsWith("URI:"))
+    .map((e) => e.slice(4));
 }
 
 /**
@@ -129,6 +144,7 @@ export interface HboneConnectOptions {
 export function connectHbone(opts: HboneConnectOptions): Promise<{ session: H2ClientSession; socket: tls.TLSSocket }> {
   return new Promise((resolve, reject) => {
     let socket: tls.TLSSocket | undefined;
+    let identityError: MeshError | undefined;
     let done = false;
     const fail = (err: MeshError) => {
       if (done) return;
@@ -160,13 +176,23 @@ export function connectHbone(opts: HboneConnectOptions): Promise<{ session: H2Cl
           // HBONE sends no SNI; identity is checked on the URI SAN by core/hbone after the
           // handshake, so the hostname check (which looks at DNS/IP SANs) is replaced.
           servername: "",
-          checkServerIdentity: () => undefined,
+          checkServerIdentity: (_host, cert) => {
+            const uris = uriSans(cert.subjectaltname);
+            if (uris.length !== 1 || !opts.expectedIdentities.includes(uris[0]!)) {
+              identityError = new MeshError(
+                ErrorCodes.SVID_IDENTITY_MISMATCH,
+                `HBONE peer ${opts.address}:${opts.port} presented ${uris.join(", ") || "no URI SAN"}, expected one of ${opts.expectedIdentities.join(", ")}`,
+              );
+              return identityError;
+            }
+            return undefined;
+          },
         });
         socket.setNoDelay(true);
         return socket;
       },
     });
-    session.on("error", (e: Error) => fail(new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `HBONE connect to ${opts.address}:${opts.port} failed: ${e.message}`, { cause: e })));
+    session.on("error", (e: Error) => fail(identityError ?? new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `HBONE connect to ${opts.address}:${opts.port} failed: ${e.message}`, { cause: e })));
     session.once("close", () => fail(new MeshError(ErrorCodes.HBONE_TLS_FAILURE, `HBONE session to ${opts.address}:${opts.port} closed during setup (peer may have rejected our certificate)`)));
     session.once("connect", () => {
       if (done || !socket) return;

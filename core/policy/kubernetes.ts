@@ -3,8 +3,9 @@
 // is lenient (unknown fields and keys are errors), and reports every problem with its file,
 // document and field path before anything is loaded.
 
-import { parseAllDocuments } from "yaml";
+import { LineCounter, parseAllDocuments } from "yaml";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
+import { l4Projection } from "./compile.ts";
 import { compileCidr } from "./ip.ts";
 import type {
   CompiledPolicy,
@@ -505,16 +506,20 @@ function readDocument(
   const root = readMap(doc, "", p, "a Kubernetes object");
   if (!root) return undefined;
   const before = p.count();
-  // Name the document first so every later message carries it.
-  const metadata = readMap(root["metadata"], "metadata", p, "metadata");
-  const rawName = metadata?.["name"];
+  // Name the document first so every message carries it.
+  const rawName = isObj(root["metadata"]) ? root["metadata"]["name"] : undefined;
   if (typeof rawName === "string" && rawName !== "") p.name(rawName);
   checkKeys(root, "", TOP_KEYS, p);
+  const beforeKind = p.count();
   if (root["apiVersion"] === undefined) p.error("apiVersion", `required (one of ${API_VERSIONS.join(", ")})`);
   else if (typeof root["apiVersion"] !== "string" || !API_VERSIONS.includes(root["apiVersion"])) {
     p.error("apiVersion", `expected one of ${API_VERSIONS.join(", ")}, got ${describe(root["apiVersion"])}`);
   }
   if (root["kind"] !== "AuthorizationPolicy") p.error("kind", `expected AuthorizationPolicy, got ${describe(root["kind"])}`);
+  // Another kind of object: its fields would only add noise.
+  if (p.count() > beforeKind) return undefined;
+  const metadata =
+    root["metadata"] === undefined ? (p.error("metadata", "required (a map with name and namespace)"), undefined) : readMap(root["metadata"], "metadata", p, "metadata");
 
   let name: string | undefined;
   let namespace = defaultNamespace;
@@ -602,11 +607,14 @@ function readDocument(
   const l7Rules = rules.map((r, i) => [i, r.l7Fields] as const).filter(([, f]) => f.length > 0);
   if (targetRefs.length === 0) {
     for (const [i, fields] of l7Rules) {
-      warnings.push(
-        action === "DENY"
-          ? `${p.source}: spec.rules[${i}] uses HTTP attributes (${fields.join(", ")}); ztunnel enforces the rule without them (more restrictive); use a waypoint for HTTP rules`
-          : `${p.source}: spec.rules[${i}] uses HTTP attributes (${fields.join(", ")}); ztunnel drops the rule (more restrictive); use a waypoint for HTTP rules`,
-      );
+      const what = `${p.source}: spec.rules[${i}] uses HTTP attributes (${fields.join(", ")});`;
+      if (action !== "DENY") {
+        warnings.push(`${what} ztunnel drops the rule (more restrictive); use a waypoint for HTTP rules`);
+      } else if (l4Projection(rules[i]!).length === 0) {
+        warnings.push(`${what} ztunnel enforces the rule without them, so it denies every connection in scope; use a waypoint for HTTP rules`);
+      } else {
+        warnings.push(`${what} ztunnel enforces the rule without them (more restrictive); use a waypoint for HTTP rules`);
+      }
     }
   } else {
     warnings.push(`${p.source}: has targetRefs: a waypoint policy, not applied at ztunnel`);
@@ -642,7 +650,8 @@ export function parseAuthorizationPolicies(
   const errors: string[] = [];
   let syntaxErrors = 0;
   const out: CompiledPolicy[] = [];
-  const docs = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false });
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
   const list = Array.isArray(docs) ? docs : [];
   const keys = new Map<string, string>();
   list.forEach((doc, i) => {
@@ -650,8 +659,8 @@ export function parseAuthorizationPolicies(
     if (doc.errors.length > 0) {
       syntaxErrors += doc.errors.length;
       for (const e of doc.errors) {
-        const pos = e.linePos?.[0];
-        errors.push(`${label}: ${pos ? `line ${pos.line}, column ${pos.col}: ` : ""}${e.message.split("\n")[0]}`);
+        const pos = lines.linePos(e.pos[0]);
+        errors.push(`${label}: line ${pos.line}, column ${pos.col}: ${e.message.split("\n")[0]}`);
       }
       return;
     }

@@ -28,6 +28,12 @@ export interface ZtunnelContext {
   readonly accessLog: Logger;
   readonly connections: Set<TrackedConnection>;
   readonly upstreamConnectTimeoutMs: number;
+  /**
+   * Every port this ztunnel listens on (mesh ports, admin, metrics, readiness, and the actual
+   * ports of overridden listeners). Never a valid tunnel or outbound target: a peer must not
+   * reach our own servers through a tunnel.
+   */
+  ownPorts(): ReadonlySet<number>;
   /** true once drain started: listeners no longer accept */
   draining(): boolean;
 }

@@ -8,7 +8,6 @@ import { connectTcp, relay } from "../net/index.ts";
 import { accessLog, labelsFor } from "../telemetry/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
 import { reportFailure } from "./report.ts";
-import { ILLEGAL_PORTS } from "./route.ts";
 
 /** Where an accepted tunnel goes: the app port on this workload's address. */
 export function inboundUpstream(ctx: ZtunnelContext, local: Workload, tunnel: InboundTunnel): { ip: string; port: number } {
@@ -28,7 +27,7 @@ export function inboundUpstream(ctx: ZtunnelContext, local: Workload, tunnel: In
     if (!mapped) throw new MeshError(ErrorCodes.HBONE_UNKNOWN_WORKLOAD, `service ${t.hostname} has no target port for ${t.port}`);
     port = mapped;
   }
-  if (ILLEGAL_PORTS.has(port)) {
+  if (ctx.ownPorts().has(port)) {
     throw new MeshError(ErrorCodes.HBONE_SELF_CALL, `CONNECT target port ${port} is one of the mesh's own ports`);
   }
   // Upstream IP is always the connection's destination, never the authority's (ztunnel §5.2 step 4).

@@ -50,22 +50,24 @@ export function serveSocksConnection(ctx: ZtunnelContext, source: Workload, conn
 
 async function resolveTarget(ctx: ZtunnelContext, source: Workload, target: SocksTarget): Promise<{ route: OutboundRoute; ip: string; port: number; hostname?: string }> {
   const state = ctx.state();
-  if (target.kind === "ip") return { route: decideOutbound(state, source, target.ip, target.port), ip: target.ip, port: target.port };
+  const own = ctx.ownPorts();
+  const decide = (ip: string, port: number) => decideOutbound(state, source, ip, port, Math.random, own);
+  if (target.kind === "ip") return { route: decide(target.ip, target.port), ip: target.ip, port: target.port };
   const svc = resolveMeshHostname(state, source, target.domain, ctx.clusterDomain);
   if (svc) {
     const vip = svc.vips.find((v) => v.network === source.network) ?? svc.vips[0];
-    if (vip) return { route: decideOutbound(state, source, vip.ip, target.port), ip: vip.ip, port: target.port, hostname: svc.hostname };
+    if (vip) return { route: decide(vip.ip, target.port), ip: vip.ip, port: target.port, hostname: svc.hostname };
     // headless service: straight to an endpoint
-    return { route: routeToService(state, svc, target.port, false, Math.random), ip: "", port: target.port, hostname: svc.hostname };
+    return { route: routeToService(state, svc, target.port, false, Math.random, own), ip: "", port: target.port, hostname: svc.hostname };
   }
-  if (isIP(target.domain)) return { route: decideOutbound(state, source, target.domain, target.port), ip: target.domain, port: target.port };
+  if (isIP(target.domain)) return { route: decide(target.domain, target.port), ip: target.domain, port: target.port };
   let ip: string;
   try {
     ip = await resolveHost(target.domain);
   } catch {
     throw new MeshError(ErrorCodes.UNKNOWN_HOST, `cannot resolve ${target.domain}: not a mesh service hostname and not in DNS`);
   }
-  return { route: decideOutbound(state, source, ip, target.port), ip, port: target.port, hostname: target.domain };
+  return { route: decide(ip, target.port), ip, port: target.port, hostname: target.domain };
 }
 
 async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpConnection, target: SocksTarget, early: Uint8Array): Promise<void> {

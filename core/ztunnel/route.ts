@@ -77,7 +77,14 @@ function routeToWorkload(w: Workload, ip: string, targetPort: number, service?: 
 }
 
 /** Picks an endpoint of `service` for `servicePort` and routes to it. */
-export function routeToService(state: MeshState, service: Service, servicePort: number, preferV6: boolean, rand: () => number): OutboundRoute {
+export function routeToService(
+  state: MeshState,
+  service: Service,
+  servicePort: number,
+  preferV6: boolean,
+  rand: () => number,
+  illegalPorts: ReadonlySet<number> = ILLEGAL_PORTS,
+): OutboundRoute {
   const allowUnhealthy = service.loadBalancer?.healthPolicy === "AllowAll";
   const candidates: { workload: Workload; ip: string; targetPort: number }[] = [];
   for (const ep of state.endpointsOf(service.key)) {
@@ -88,6 +95,7 @@ export function routeToService(state: MeshState, service: Service, servicePort: 
     const fromService = service.ports.get(servicePort);
     const targetPort = fromEndpoint && fromEndpoint > 0 ? fromEndpoint : fromService && fromService > 0 ? fromService : fromService === 0 ? 0 : servicePort;
     if (targetPort === 0) continue; // named port with no mapping on this endpoint
+    if (illegalPorts.has(targetPort) && ep.workload.protocol === "HBONE") continue;
     candidates.push({ workload: ep.workload, ip, targetPort });
   }
   const chosen = pickWeighted(candidates, rand);
@@ -98,13 +106,20 @@ export function routeToService(state: MeshState, service: Service, servicePort: 
 }
 
 /** Route for a connection from `source` to the original destination `ip:port`. */
-export function decideOutbound(state: MeshState, source: Workload, ip: string, port: number, rand: () => number = Math.random): OutboundRoute {
-  if (isLoopback(ip) && ILLEGAL_PORTS.has(port)) {
+export function decideOutbound(
+  state: MeshState,
+  source: Workload,
+  ip: string,
+  port: number,
+  rand: () => number = Math.random,
+  illegalPorts: ReadonlySet<number> = ILLEGAL_PORTS,
+): OutboundRoute {
+  if (isLoopback(ip) && illegalPorts.has(port)) {
     return { kind: "deny", code: ErrorCodes.HBONE_SELF_CALL, reason: `refusing to connect to our own port ${port} on loopback` };
   }
   const w = state.workloadByAddress(source.network, ip);
   if (w) {
-    if (ILLEGAL_PORTS.has(port) && w.protocol === "HBONE") {
+    if (illegalPorts.has(port) && w.protocol === "HBONE") {
       return { kind: "deny", code: ErrorCodes.HBONE_SELF_CALL, reason: `port ${port} of a mesh workload is a mesh port, not an application port` };
     }
     return routeToWorkload(w, ip, port);
@@ -112,7 +127,7 @@ export function decideOutbound(state: MeshState, source: Workload, ip: string, p
   const svc = state.serviceByVip(source.network, ip);
   if (svc) {
     if (svc.loadBalancer?.mode === "Passthrough") return { kind: "tcp", address: ip, port, service: svc };
-    return routeToService(state, svc, port, ip.includes(":"), rand);
+    return routeToService(state, svc, port, ip.includes(":"), rand, illegalPorts);
   }
   // Not in the mesh: plain TCP passthrough, as ztunnel does for unknown destinations.
   return { kind: "tcp", address: ip, port };

@@ -9,6 +9,7 @@ import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { ILLEGAL_PORTS } from "./route.ts";
 import { WorkloadProxy, type WorkloadPorts } from "./workload-proxy.ts";
 
 export const VERSION = "0.1.0";
@@ -49,6 +50,7 @@ export class Ztunnel {
   private readonly pendingCerts = new Set<string>();
   private drainPromise: Promise<number> | undefined;
   private unsubscribe: (() => void) | undefined;
+  private ownPortSet: ReadonlySet<number> = ILLEGAL_PORTS;
 
   constructor(private readonly opts: ZtunnelOptions) {
     const env = opts.env;
@@ -90,6 +92,7 @@ export class Ztunnel {
         metrics: createMetricsApp({ metrics: this.metrics }),
         readiness: createReadinessApp({ readiness: () => this.readiness() }),
       });
+      this.refreshOwnPorts();
       await this.reconcile(this.store.current());
       this.unsubscribe = this.store.subscribe((next) => {
         this.reconciling = this.reconciling.then(() => this.reconcile(next)).catch((e) => this.opts.log.error("applying config change failed", { error: asMeshError(e).message }));
@@ -145,6 +148,7 @@ export class Ztunnel {
       accessLog: this.opts.accessLog,
       connections: this.connections,
       upstreamConnectTimeoutMs: 10_000,
+      ownPorts: () => this.ownPortSet,
       draining: () => this.draining,
     };
   }
@@ -193,12 +197,28 @@ export class Ztunnel {
       }
     }
     this.isInitial = false;
+    this.refreshOwnPorts();
     // certificates of workloads no longer here
     const identities = new Set([...wanted.values()].map((w) => w.identity));
     for (const snap of this.certs.snapshot()) if (!identities.has(snap.identity)) this.certs.forget(snap.identity);
   }
 
   private isInitial = true;
+
+  private refreshOwnPorts(): void {
+    const ports = new Set<number>(ILLEGAL_PORTS);
+    if (this.opts.workloadPorts) {
+      ports.add(this.opts.workloadPorts.hbone);
+      ports.add(this.opts.workloadPorts.socks5);
+    }
+    for (const p of [this.admin?.admin.port, this.admin?.metrics.port, this.admin?.readiness.port]) if (p) ports.add(p);
+    for (const proxy of this.proxies.values()) {
+      const l = proxy.listeners;
+      for (const x of [...l.hbone, ...l.socks5]) ports.add(x.port);
+    }
+    ports.delete(0);
+    this.ownPortSet = ports;
+  }
 
   /** A workload that left: stop accepting now, let its open connections finish within the deadline. */
   private retire(proxy: WorkloadProxy): void {

@@ -11,6 +11,7 @@ import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CA_FILES, createLocalCa, loadLocalCa } from "../../core/identity/index.ts";
+import { serve, type TestServer } from "../harness/index.ts";
 import { FrameFlag, FrameType, H2_PREFACE, decodeStatus, encodeFrame, parseFrames, settingsFrame, type H2Frame } from "../harness/h2-frames.ts";
 
 x509.cryptoProvider.set(crypto);
@@ -43,10 +44,10 @@ export async function rogueCert(identity: string, trustDomain = "cluster.local")
   return { identity, certChainPem: svid.chainPem, keyPem: svid.keyPem, rootPem: svid.rootPem };
 }
 
-function pemBody(pem: string, label: string): Uint8Array {
+function pemBody(pem: string, label: string): Uint8Array<ArrayBuffer> {
   const m = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`).exec(pem);
   if (!m) throw new Error(`fixture: no ${label} block`);
-  return new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
+  return new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64")) as Uint8Array<ArrayBuffer>;
 }
 
 function pem(label: string, der: ArrayBuffer | Uint8Array): string {
@@ -93,6 +94,69 @@ export async function forgedMeshCert(caDir: string, uris: readonly string[]): Pr
   };
 }
 
+// ---- the app behind the listener ----------------------------------------------------------
+
+/**
+ * An echo app that counts the connections it accepted. The count is only trustworthy after
+ * `settled()`: the ztunnel's connect to the app completes in the kernel before the test process
+ * runs its accept callback, so a tunnel's 200 (or an attacker's probe result) can arrive first.
+ * `settled()` makes one direct sentinel connection and waits until the app has seen it; whatever
+ * was queued before it has been counted by then. Sentinels are not counted.
+ */
+export class CountingApp {
+  private readonly peers: string[] = [];
+  private readonly sentinels = new Set<string>();
+
+  private constructor(private readonly server: TestServer) {}
+
+  static async start(host: string, port: number): Promise<CountingApp> {
+    let app!: CountingApp;
+    const server = await serve(host, port, (s) => {
+      app.peers.push(`${s.remoteAddress}:${s.remotePort}`);
+      s.pipe(s);
+    });
+    app = new CountingApp(server);
+    return app;
+  }
+
+  get host(): string {
+    return this.server.host;
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  /** Connections accepted so far, sentinels excluded (call `settled()` first). */
+  get connections(): number {
+    return this.peers.filter((p) => !this.sentinels.has(p)).length;
+  }
+
+  async settled(timeoutMs = 5000): Promise<number> {
+    const s = net.connect({ host: this.server.host, port: this.server.port });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.once("connect", () => resolve());
+        s.once("error", reject);
+      });
+      const me = `${s.localAddress}:${s.localPort}`;
+      this.sentinels.add(me);
+      const deadline = Date.now() + timeoutMs;
+      while (!this.peers.includes(me)) {
+        if (Date.now() > deadline) throw new Error(`app ${this.host}:${this.port} did not accept the sentinel connection`);
+        await Bun.sleep(5);
+      }
+    } finally {
+      s.destroy();
+    }
+    return this.connections;
+  }
+
+  close(): Promise<void> {
+    return this.server.close();
+  }
+}
+
 // ---- raw HBONE client ---------------------------------------------------------------------
 
 export interface HboneAttemptOptions {
@@ -117,7 +181,7 @@ export type StreamOutcome =
 export interface HboneAttempt {
   /** the client completed its side of the TLS handshake */
   readonly tlsEstablished: boolean;
-  readonly alpn: string | false | undefined;
+  readonly alpn: string | false | null | undefined;
   readonly outcome: StreamOutcome;
   /** the CONNECT stream, when the outcome is a response */
   readonly stream: http2.ClientHttp2Stream | undefined;
@@ -291,7 +355,7 @@ export function tcpProbe(opts: { host: string; port: number; localAddress?: stri
     };
     const timer = setTimeout(() => finish(false), opts.waitMs ?? 3000);
     s.on("connect", () => s.write(opts.data));
-    s.on("data", (d) => chunks.push(d));
+    s.on("data", (d: Buffer) => chunks.push(d));
     s.on("error", (e) => (error = e.message));
     s.on("end", () => finish(true));
     s.on("close", () => finish(true));
@@ -300,7 +364,7 @@ export function tcpProbe(opts: { host: string; port: number; localAddress?: stri
 
 export interface TlsProbeResult extends ProbeResult {
   readonly handshake: boolean;
-  readonly alpn: string | false | undefined;
+  readonly alpn: string | false | null | undefined;
   readonly protocol: string | null | undefined;
 }
 
@@ -347,7 +411,7 @@ export function tlsProbe(opts: {
       handshake = true;
       s.write(opts.data);
     });
-    s.on("data", (d) => chunks.push(d));
+    s.on("data", (d: Buffer) => chunks.push(d));
     s.on("error", (e) => (error = e.message));
     s.on("end", () => finish(true));
     s.on("close", () => finish(true));
