@@ -25,3 +25,15 @@ export {
   type PeerCertificate,
 } from "./h2.ts";
 export { resolveHost } from "./dns.ts";
+export {
+  originalDestination,
+  setSocketMark,
+  getSocketMark,
+  setIpTransparent,
+  getIpTransparent,
+  withNetns,
+  socketFd,
+  isLinuxCaptureSupported,
+  startTcpConnect,
+  socketError,
+} from "./linux.ts";

@@ -311,15 +311,33 @@ describe.skipIf(why !== undefined)("core/net/linux (real netns)", () => {
     expect(getSocketMark(fd)).toBe(7);
     closeSync(fd);
   });
+});
 
+// What needs no privilege runs on any Linux machine.
+describe.skipIf(process.platform !== "linux")("core/net/linux (unprivileged)", () => {
   test("socketFd finds Bun and node:net descriptors and refuses anything else", async () => {
-    const bunListener = keep(Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
+    const bunListener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     expect(socketFd(bunListener)).toBeGreaterThan(2);
     const server = createServer().listen({ host: "127.0.0.1", port: 0 });
     await new Promise<void>((r) => server.once("listening", () => r()));
     expect(socketFd(server)).toBeGreaterThan(2);
     server.close();
+    bunListener.stop(true);
     expect(() => socketFd({})).toThrow("no file descriptor");
     expect(() => socketFd({ _handle: null })).toThrow("no file descriptor");
+  });
+
+  test("SO_MARK reads back without privilege; setting it needs CAP_NET_ADMIN", () => {
+    const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      expect(getSocketMark(socketFd(l))).toBe(0);
+      if (support.why?.startsWith("needs root")) expect(() => setSocketMark(socketFd(l), 1337)).toThrow(/Operation not permitted/);
+    } finally {
+      l.stop(true);
+    }
+  });
+
+  test("withNetns names the path it could not open", () => {
+    expect(() => withNetns("/nonexistent/netns", () => 1)).toThrow("/nonexistent/netns");
   });
 });

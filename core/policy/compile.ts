@@ -28,7 +28,8 @@ export function normalizeRequestPath(raw: string): string {
   let p = end === raw.length ? raw : raw.slice(0, end);
   if (p.includes("\\")) p = p.replaceAll("\\", "/");
   if (p.includes("%2e") || p.includes("%2E")) p = p.replace(/%2e/gi, ".");
-  if (!p.includes("/.")) return p;
+  // Only origin-form paths have segments to resolve (not `*` or an absolute URI).
+  if (!p.startsWith("/") || !p.includes("/.")) return p;
   const out: string[] = [];
   const segs = p.split("/");
   for (let i = 1; i < segs.length; i++) {

@@ -598,3 +598,17 @@ describe("describeFor", () => {
     });
   });
 });
+
+describe("normalizeRequestPath", () => {
+  test("drops query and fragment, resolves dot segments and their encoded forms", async () => {
+    const { normalizeRequestPath } = await import("./index.ts");
+    expect(normalizeRequestPath("/a/b?x=/../y#f")).toBe("/a/b");
+    expect(normalizeRequestPath("/a/./b/../c")).toBe("/a/c");
+    expect(normalizeRequestPath("/a/b/..")).toBe("/a/");
+    expect(normalizeRequestPath("/../../etc")).toBe("/etc");
+    expect(normalizeRequestPath("/a/%2E%2e/b")).toBe("/b");
+    expect(normalizeRequestPath("/a\\..\\b")).toBe("/b");
+    expect(normalizeRequestPath("*")).toBe("*");
+    expect(normalizeRequestPath("/plain")).toBe("/plain");
+  });
+});

@@ -230,9 +230,9 @@ export class PolicyEngine {
   }
 
   /** JSON-able description of the policies in force for a workload (admin /config_dump). */
-  describeFor(workload: Workload): unknown[] {
+  describeFor(workload: Workload): Record<string, unknown>[] {
     const entry = this.entry(workload);
-    const out: unknown[] = entry.applicable.missing.map((key) => ({
+    const out: Record<string, unknown>[] = entry.applicable.missing.map((key) => ({
       key,
       status: "missing",
       effect: "every connection to this workload is denied",

@@ -5,3 +5,4 @@ export { recordingRelay, tlsRecords, freePort, type RecordingRelay, type Recorde
 export { sendPattern, receiveDigest, type Digest } from "./data.ts";
 export { parsePrometheus, samples, sampleSum, type Sample } from "./metrics.ts";
 export { runMesh, ensureBinary, stackFrames, type CliResult } from "./cli.ts";
+export { presentedCertificate, type PresentedCertificate } from "./tls.ts";

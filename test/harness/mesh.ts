@@ -98,7 +98,13 @@ export class ZtunnelProcess {
 
   async waitReady(timeoutMs = 20_000): Promise<void> {
     const until = Date.now() + timeoutMs;
-    await this.waitForLog((r) => r.msg === "ztunnel started" || r.level === "error", timeoutMs);
+    // A process that dies at start-up (bad flag, port in use) prints one non-JSON line and exits.
+    const died = this.exited.then(async (code) => {
+      await Bun.sleep(50); // let the last stderr lines arrive
+      throw new Error(`${this.node} exited ${code} during start-up:\n${this.stderrText.slice(-20).join("\n")}`);
+    });
+    died.catch(() => {});
+    await Promise.race([this.waitForLog((r) => r.msg === "ztunnel started" || r.level === "error", timeoutMs), died]);
     while (Date.now() < until) {
       if (this.proc.exitCode !== null) throw new Error(`${this.node} exited ${this.proc.exitCode}:\n${this.stderrText.join("\n")}`);
       try {

@@ -118,6 +118,20 @@ describe.skipIf(!can.ok)("network-namespace testbed", () => {
     nodeServer.kill();
   });
 
+  test("an iptables REDIRECT inside a pod captures its outbound traffic before it leaves the pod", async () => {
+    const b1 = tb.pod("b1");
+    // Stands in for the ztunnel listener the pod's traffic is redirected to.
+    const local = tb.spawnIn("a2", [BUN, "-e", ECHO_SERVER]);
+    const localPort = await firstLine(local.stdout);
+    const capture = await tb.capture("net", tb.node("node-a").networkIface, `tcp and host ${b1.ip}`);
+    const rule = ["-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", b1.ip, "--dport", "7777", "-j", "REDIRECT", "--to-ports", localPort];
+    expect((await tb.exec("a2", ["iptables", ...rule])).code).toBe(0);
+    const client = await tb.exec("a2", [BUN, "-e", CLIENT, b1.ip, "7777", "captured"]);
+    expect(client.stdout.trim()).toEndWith(" captured");
+    expect((await capture.stop()).trim()).toBe("");
+    local.kill();
+  });
+
   test("exec reports a failing command's exit status and output", async () => {
     const r = await tb.exec("a1", ["sh", "-c", "echo out; echo err >&2; exit 3"]);
     expect(r).toEqual({ code: 3, stdout: "out\n", stderr: "err\n" });

@@ -1,0 +1,292 @@
+// The rules of a Kubernetes AuthorizationPolicy (from/source, to/operation, when) -> the engine's
+// rule model, validated as Istio does (pkg/config/validation, pkg/config/security).
+
+import type { ConditionValue, PolicyCondition, PolicyMatchSpec, PolicyRule } from "./model.ts";
+import { compileCidr } from "./ip.ts";
+import { checkKeys, describe, DocProblems, join, readList, readMap, readStrings, type Obj } from "./k8s-read.ts";
+import {
+  containsPathTemplate,
+  istioStringMatch,
+  makeCondition,
+  parsePortText,
+  pathTemplateProblem,
+  resolveWhenKey,
+  serviceAccountProblem,
+} from "./values.ts";
+
+const RULE_KEYS = ["from", "to", "when"];
+const SOURCE_KEYS = [
+  "principals",
+  "notPrincipals",
+  "requestPrincipals",
+  "notRequestPrincipals",
+  "namespaces",
+  "notNamespaces",
+  "serviceAccounts",
+  "notServiceAccounts",
+  "ipBlocks",
+  "notIpBlocks",
+  "remoteIpBlocks",
+  "notRemoteIpBlocks",
+];
+const OPERATION_KEYS = ["hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"];
+const CONDITION_KEYS = ["key", "values", "notValues"];
+/** CRD limit (maxItems) on from; Istio's limit on serviceAccounts. */
+const MAX_FROM = 512;
+const MAX_SERVICE_ACCOUNTS = 16;
+
+function readCidrs(values: readonly string[] | undefined, path: string, p: DocProblems): ConditionValue[] {
+  const out: ConditionValue[] = [];
+  values?.forEach((v, i) => {
+    const c = compileCidr(v);
+    if (!c) p.error(`${path}[${i}]`, `expected an IP or CIDR, got ${JSON.stringify(v)}`);
+    else out.push({ kind: "Cidr", cidr: c.text });
+  });
+  return out;
+}
+
+function readPorts(values: readonly string[] | undefined, path: string, p: DocProblems): ConditionValue[] {
+  const out: ConditionValue[] = [];
+  values?.forEach((v, i) => {
+    const port = parsePortText(v);
+    if (port === undefined) p.error(`${path}[${i}]`, `expected a port number in 0..65535, got ${JSON.stringify(v)}`);
+    else out.push({ kind: "Port", port });
+  });
+  return out;
+}
+
+function readServiceAccounts(
+  values: readonly string[] | undefined,
+  path: string,
+  policyNamespace: string,
+  p: DocProblems,
+): ConditionValue[] {
+  const out: ConditionValue[] = [];
+  if (values && values.length > MAX_SERVICE_ACCOUNTS) {
+    p.error(path, `at most ${MAX_SERVICE_ACCOUNTS} service accounts are allowed, got ${values.length}`);
+  }
+  values?.forEach((v, i) => {
+    const problem = serviceAccountProblem(v);
+    if (problem) {
+      p.error(`${path}[${i}]`, problem);
+      return;
+    }
+    const slash = v.indexOf("/");
+    out.push(
+      slash < 0
+        ? { kind: "ServiceAccount", namespace: policyNamespace, serviceAccount: v }
+        : { kind: "ServiceAccount", namespace: v.slice(0, slash), serviceAccount: v.slice(slash + 1) },
+    );
+  });
+  return out;
+}
+
+function stringMatches(values: readonly string[] | undefined): ConditionValue[] {
+  return (values ?? []).map(istioStringMatch);
+}
+
+function warnSpiffe(values: readonly string[] | undefined, path: string, p: DocProblems): void {
+  values?.forEach((v, i) => {
+    if (v.startsWith("spiffe://")) {
+      p.warn(`${path}[${i}]`, `principals are written without "spiffe://"; ${JSON.stringify(v)} can never match`);
+    }
+  });
+}
+
+function readPaths(values: readonly string[] | undefined, path: string, p: DocProblems): ConditionValue[] {
+  const out: ConditionValue[] = [];
+  values?.forEach((v, i) => {
+    if (containsPathTemplate(v) || v.includes("{") || v.includes("}")) {
+      const problem = pathTemplateProblem(v);
+      if (problem) p.error(`${path}[${i}]`, problem);
+      else out.push({ kind: "PathTemplate", template: v });
+    } else {
+      out.push(istioStringMatch(v));
+    }
+  });
+  return out;
+}
+
+interface Pair {
+  readonly values: readonly ConditionValue[];
+  readonly notValues: readonly ConditionValue[];
+}
+
+function present(pair: Pair): boolean {
+  return pair.values.length > 0 || pair.notValues.length > 0;
+}
+
+function readSource(src: Obj, path: string, policyNamespace: string, p: DocProblems, l7: Set<string>): PolicyMatchSpec {
+  checkKeys(src, path, SOURCE_KEYS, p);
+  const s = (k: string) => readStrings(src[k], join(path, k), p);
+  const raw = Object.fromEntries(SOURCE_KEYS.map((k) => [k, s(k)])) as Record<string, string[] | undefined>;
+  const nonEmpty = (k: string) => (raw[k]?.length ?? 0) > 0;
+  if (!SOURCE_KEYS.some(nonEmpty)) p.error(path, "a source must set at least one field");
+  if (
+    (nonEmpty("serviceAccounts") || nonEmpty("notServiceAccounts")) &&
+    ["principals", "notPrincipals", "namespaces", "notNamespaces"].some(nonEmpty)
+  ) {
+    p.error(path, "serviceAccounts/notServiceAccounts cannot be set together with principals or namespaces");
+  }
+  warnSpiffe(raw["principals"], join(path, "principals"), p);
+  warnSpiffe(raw["notPrincipals"], join(path, "notPrincipals"), p);
+  const conds: PolicyCondition[] = [];
+  const add = (attr: PolicyCondition["attribute"], field: string, pair: Pair, isL7: boolean) => {
+    if (!present(pair)) return;
+    if (isL7) {
+      for (const f of [field, `not${field[0]!.toUpperCase()}${field.slice(1)}`]) if (nonEmpty(f)) l7.add(f);
+    }
+    conds.push(makeCondition(attr, field, pair.values, pair.notValues, isL7));
+  };
+  add("source.principal", "principals", { values: stringMatches(raw["principals"]), notValues: stringMatches(raw["notPrincipals"]) }, false);
+  add("source.namespace", "namespaces", { values: stringMatches(raw["namespaces"]), notValues: stringMatches(raw["notNamespaces"]) }, false);
+  add(
+    "source.serviceAccount",
+    "serviceAccounts",
+    {
+      values: readServiceAccounts(raw["serviceAccounts"], join(path, "serviceAccounts"), policyNamespace, p),
+      notValues: readServiceAccounts(raw["notServiceAccounts"], join(path, "notServiceAccounts"), policyNamespace, p),
+    },
+    false,
+  );
+  add(
+    "source.ip",
+    "ipBlocks",
+    { values: readCidrs(raw["ipBlocks"], join(path, "ipBlocks"), p), notValues: readCidrs(raw["notIpBlocks"], join(path, "notIpBlocks"), p) },
+    false,
+  );
+  add(
+    "remote.ip",
+    "remoteIpBlocks",
+    {
+      values: readCidrs(raw["remoteIpBlocks"], join(path, "remoteIpBlocks"), p),
+      notValues: readCidrs(raw["notRemoteIpBlocks"], join(path, "notRemoteIpBlocks"), p),
+    },
+    true,
+  );
+  add(
+    "request.auth.principal",
+    "requestPrincipals",
+    { values: stringMatches(raw["requestPrincipals"]), notValues: stringMatches(raw["notRequestPrincipals"]) },
+    true,
+  );
+  return Object.freeze(conds);
+}
+
+function readOperation(op: Obj, path: string, p: DocProblems, l7: Set<string>): PolicyMatchSpec {
+  checkKeys(op, path, OPERATION_KEYS, p);
+  const raw = Object.fromEntries(
+    OPERATION_KEYS.map((k) => [k, readStrings(op[k], join(path, k), p, k === "ports" || k === "notPorts")]),
+  ) as Record<string, string[] | undefined>;
+  const nonEmpty = (k: string) => (raw[k]?.length ?? 0) > 0;
+  if (!OPERATION_KEYS.some(nonEmpty)) p.error(path, "an operation must set at least one field");
+  const conds: PolicyCondition[] = [];
+  const add = (attr: PolicyCondition["attribute"], field: string, pair: Pair, isL7: boolean) => {
+    if (!present(pair)) return;
+    if (isL7) {
+      for (const f of [field, `not${field[0]!.toUpperCase()}${field.slice(1)}`]) if (nonEmpty(f)) l7.add(f);
+    }
+    conds.push(makeCondition(attr, field, pair.values, pair.notValues, isL7));
+  };
+  add(
+    "destination.port",
+    "ports",
+    { values: readPorts(raw["ports"], join(path, "ports"), p), notValues: readPorts(raw["notPorts"], join(path, "notPorts"), p) },
+    false,
+  );
+  // Hosts compare case-insensitively: keep the patterns lower-case.
+  const lowerHosts = (k: string) => stringMatches(raw[k]?.map((h) => h.toLowerCase()));
+  add("request.host", "hosts", { values: lowerHosts("hosts"), notValues: lowerHosts("notHosts") }, true);
+  add("request.method", "methods", { values: stringMatches(raw["methods"]), notValues: stringMatches(raw["notMethods"]) }, true);
+  add(
+    "request.path",
+    "paths",
+    { values: readPaths(raw["paths"], join(path, "paths"), p), notValues: readPaths(raw["notPaths"], join(path, "notPaths"), p) },
+    true,
+  );
+  return Object.freeze(conds);
+}
+
+function readCondition(c: Obj, path: string, policyNamespace: string, p: DocProblems, l7: Set<string>): PolicyCondition | undefined {
+  checkKeys(c, path, CONDITION_KEYS, p);
+  const key = c["key"];
+  if (typeof key !== "string" || key === "") {
+    p.error(join(path, "key"), `expected a condition key (e.g. source.ip, request.headers[x-user]), got ${describe(key)}`);
+    return undefined;
+  }
+  const values = readStrings(c["values"], join(path, "values"), p, true) ?? [];
+  const notValues = readStrings(c["notValues"], join(path, "notValues"), p, true) ?? [];
+  if (values.length === 0 && notValues.length === 0) {
+    p.error(path, `at least one of values or notValues must be set for key ${key}`);
+    return undefined;
+  }
+  const resolved = resolveWhenKey(key);
+  if (typeof resolved === "string") {
+    p.error(join(path, "key"), resolved);
+    return undefined;
+  }
+  const convert = (list: readonly string[], listPath: string): ConditionValue[] => {
+    switch (resolved.valueKind) {
+      case "cidr":
+        return readCidrs(list, listPath, p);
+      case "port":
+        return readPorts(list, listPath, p);
+      case "serviceAccount":
+        // A bare `sa` in a condition means the policy's namespace, as in a source.
+        return readServiceAccounts(list, listPath, policyNamespace, p);
+      case "string":
+        return stringMatches(list);
+    }
+  };
+  const vs = convert(values, join(path, "values"));
+  const nvs = convert(notValues, join(path, "notValues"));
+  if (resolved.l7) l7.add(key);
+  return makeCondition(resolved.attribute, `when[${key}]`, vs, nvs, resolved.l7);
+}
+
+
+export function readRule(r: unknown, path: string, policyNamespace: string, p: DocProblems): PolicyRule | undefined {
+  const rule = readMap(r, path, p, "a rule");
+  if (!rule) return undefined;
+  checkKeys(rule, path, RULE_KEYS, p);
+  const l7 = new Set<string>();
+  const clauses: PolicyMatchSpec[][] = [];
+  const from = readList(rule["from"], join(path, "from"), p, "sources (- source: {...})", MAX_FROM);
+  if (from) {
+    if (from.length === 0 && rule["from"] !== undefined) p.error(join(path, "from"), "must not be empty (omit it to allow any source)");
+    const matches: PolicyMatchSpec[] = [];
+    from.forEach((f, i) => {
+      const fp = `${join(path, "from")}[${i}]`;
+      const fm = readMap(f, fp, p, "a from entry ({source: {...}})");
+      if (!fm) return;
+      checkKeys(fm, fp, ["source"], p);
+      const src = readMap(fm["source"], join(fp, "source"), p, "a source");
+      if (src) matches.push(readSource(src, join(fp, "source"), policyNamespace, p, l7));
+    });
+    if (matches.length > 0) clauses.push(matches);
+  }
+  const to = readList(rule["to"], join(path, "to"), p, "operations (- operation: {...})");
+  if (to) {
+    if (to.length === 0) p.error(join(path, "to"), "must not be empty (omit it to allow any operation)");
+    const matches: PolicyMatchSpec[] = [];
+    to.forEach((t, i) => {
+      const tp = `${join(path, "to")}[${i}]`;
+      const tm = readMap(t, tp, p, "a to entry ({operation: {...}})");
+      if (!tm) return;
+      checkKeys(tm, tp, ["operation"], p);
+      const op = readMap(tm["operation"], join(tp, "operation"), p, "an operation");
+      if (op) matches.push(readOperation(op, join(tp, "operation"), p, l7));
+    });
+    if (matches.length > 0) clauses.push(matches);
+  }
+  const when = readList(rule["when"], join(path, "when"), p, "conditions ({key, values, notValues})");
+  when?.forEach((w, i) => {
+    const wp = `${join(path, "when")}[${i}]`;
+    const wm = readMap(w, wp, p, "a condition ({key, values, notValues})");
+    if (!wm) return;
+    const c = readCondition(wm, wp, policyNamespace, p, l7);
+    if (c) clauses.push([Object.freeze([c])]);
+  });
+  return Object.freeze({ clauses: Object.freeze(clauses.map((c) => Object.freeze(c))), l7Fields: Object.freeze([...l7].sort()) });
+}
+
