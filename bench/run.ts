@@ -480,6 +480,8 @@ interface Row {
   key: string; // metric key, or derived "added.p50" / "added.p99"
   digits?: number;
   scale?: number;
+  /** A count, not a measurement: no ratio columns. */
+  noRatio?: boolean;
   target?: { text: string; check: (v: Record<PathName, number | undefined>) => number | undefined; pass: (r: number) => boolean };
 }
 
@@ -539,7 +541,7 @@ function rows(o: BenchOptions): Row[] {
       },
     );
   }
-  out.push({ label: "idle connections held", key: "rss.conns", digits: 0 });
+  out.push({ label: "idle connections held", key: "rss.conns", digits: 0, noRatio: true });
   return out;
 }
 
@@ -570,8 +572,8 @@ function buildTable(reports: Map<PathName, PathReport>, o: BenchOptions): TableR
     return {
       label: row.label,
       cells,
-      ratioStunnel: fmt(ratio(raw.mesh, raw.stunnel)),
-      ratioDirect: fmt(ratio(raw.mesh, raw.direct)),
+      ratioStunnel: row.noRatio ? "" : fmt(ratio(raw.mesh, raw.stunnel)),
+      ratioDirect: row.noRatio ? "" : fmt(ratio(raw.mesh, raw.direct)),
       target: row.target?.text ?? "",
       verdict,
       raw,

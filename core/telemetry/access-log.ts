@@ -30,6 +30,9 @@ export interface ConnectionRecord {
   responseFlags?: string;
   /** e.g. `TLSv1.3` for the mTLS hop. */
   tlsVersion?: string;
+  /** The authorization policy (`namespace/name`) and rule index that decided, when one did. */
+  authzPolicy?: string;
+  authzRule?: number;
 }
 
 /** The field set of one record, in Istio's names; undefined entries are left out of the line. */
@@ -57,6 +60,8 @@ export function accessLogFields(r: ConnectionRecord): Record<string, unknown> {
     error: r.error,
     response_flags: r.responseFlags,
     tls_version: r.tlsVersion,
+    "authz.policy": r.authzPolicy,
+    "authz.rule": r.authzRule,
   };
 }
 

@@ -3,15 +3,21 @@
 import type { MeshState, Workload } from "../config/index.ts";
 import type { HbonePool, HboneTuning, PeerVerifier } from "../hbone/index.ts";
 import type { Relay, TlsIdentity } from "../net/index.ts";
+import type { L4Attributes } from "../policy/index.ts";
 import type { Logger, MeshMetrics } from "../telemetry/index.ts";
+import type { Authorizer } from "./authz.ts";
 
 export interface TrackedConnection {
   readonly direction: "inbound" | "outbound";
   readonly workloadUid: string;
   readonly startedAt: number;
   relay?: Relay;
-  /** close now; used by drain past its deadline */
-  abort(reason: string): void;
+  /** what the connection was authorized with, so a policy change can re-check it */
+  authz?: { readonly workloadUid: string; readonly attrs: L4Attributes };
+  /** Istio response flag to report when ztunnel itself closed the connection (e.g. DENY) */
+  closedBy?: string;
+  /** close now: drain past its deadline, a policy that no longer allows it */
+  abort(reason: string, responseFlag?: string): void;
 }
 
 export interface ZtunnelContext {
@@ -27,6 +33,7 @@ export interface ZtunnelContext {
   readonly log: Logger;
   readonly accessLog: Logger;
   readonly connections: Set<TrackedConnection>;
+  readonly authorizer: Authorizer;
   readonly upstreamConnectTimeoutMs: number;
   /**
    * Every port this ztunnel listens on (mesh ports, admin, metrics, readiness, and the actual

@@ -7,6 +7,7 @@ import { forwardedHost, formatBaggage, type InboundTunnel } from "../hbone/index
 import { connectTcp, relay } from "../net/index.ts";
 import { accessLog, labelsFor } from "../telemetry/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import type { Decision } from "../policy/index.ts";
 import { reportFailure } from "./report.ts";
 
 /** Where an accepted tunnel goes: the app port on this workload's address. */
@@ -54,7 +55,10 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     direction: "inbound",
     workloadUid: local.uid,
     startedAt: started,
-    abort: () => tracked.relay?.abort(new Error("closed by ztunnel")),
+    abort: (reason, flag) => {
+      if (flag) tracked.closedBy = flag;
+      tracked.relay?.abort(new Error(reason));
+    },
   };
   ctx.connections.add(tracked);
   const base = {
@@ -69,10 +73,21 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     tlsVersion: tunnel.tlsVersion,
   };
   let dstAddr = `${tunnel.localAddress}:?`;
+  let decision: Decision | undefined;
+  let denied: MeshError | undefined;
   try {
     if (ctx.draining()) throw new MeshError(ErrorCodes.HBONE_DRAINING, "ztunnel is draining");
     const up = inboundUpstream(ctx, local, tunnel);
     dstAddr = `${up.ip.includes(":") ? `[${up.ip}]` : up.ip}:${up.port}`;
+    // Source identity is the verified peer certificate; the port is the target (pod) port.
+    const attrs = { sourceIp: tunnel.sourceAddress, sourcePrincipal: tunnel.peer.identity, destinationIp: up.ip, destinationPort: up.port };
+    try {
+      decision = ctx.authorizer.authorize(local, attrs);
+    } catch (e) {
+      denied = e as MeshError;
+      throw e;
+    }
+    tracked.authz = { workloadUid: local.uid, attrs };
     const app = await connectTcp({ hostname: up.ip, port: up.port, timeoutMs: ctx.upstreamConnectTimeoutMs }).catch((e) => {
       throw new MeshError(ErrorCodes.HBONE_UPSTREAM_CONNECT, `cannot connect to the app at ${dstAddr}: ${asMeshError(e).message}`, { cause: e });
     });
@@ -94,7 +109,7 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     const r = relay(stream, app, { onBytes: (up, down) => metrics.addBytes(up, down) });
     tracked.relay = r;
     const result = await r.done;
-    metrics.closed();
+    metrics.closed(tracked.closedBy);
     accessLog(ctx.accessLog, {
       ...base,
       dstAddr,
@@ -102,12 +117,16 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
       clientToServerBytes: result.aToB,
       serverToClientBytes: result.bToA,
       durationMs: Date.now() - started,
-      responseFlags: "-",
+      responseFlags: result.error && tracked.closedBy ? tracked.closedBy : "-",
+      ...(decision?.policy ? { authzPolicy: decision.policy, authzRule: decision.ruleIndex } : {}),
+      ...(result.error && tracked.closedBy ? { error: `${tracked.closedBy}: ${result.error.message}` } : {}),
     });
   } catch (e) {
     const err = asMeshError(e, ErrorCodes.HBONE_UPSTREAM_CONNECT);
     tunnel.reject(hboneStatusFor(err.code));
-    reportFailure(ctx, labels, { ...base, dstAddr }, err, started);
+    const policy = denied?.details.find((d) => d.startsWith("policy="))?.slice(7);
+    const rule = denied?.details.find((d) => d.startsWith("rule="))?.slice(5);
+    reportFailure(ctx, labels, { ...base, dstAddr, ...(policy && policy !== "-" ? { authzPolicy: policy } : {}), ...(rule && rule !== "-" ? { authzRule: Number(rule) } : {}) }, err, started);
   } finally {
     ctx.connections.delete(tracked);
   }

@@ -9,6 +9,7 @@ import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { Authorizer } from "./authz.ts";
 import { ILLEGAL_PORTS } from "./route.ts";
 import { WorkloadProxy, type WorkloadPorts } from "./workload-proxy.ts";
 
@@ -43,6 +44,7 @@ export class Ztunnel {
   private readonly proxies = new Map<string, WorkloadProxy>();
   private readonly connections = new Set<TrackedConnection>();
   private readonly metrics = new MeshMetrics({ component: "ztunnel", version: VERSION });
+  private authorizer!: Authorizer;
   private readonly tuning: HboneTuning;
   private draining = false;
   private configLoaded = false;
@@ -76,9 +78,11 @@ export class Ztunnel {
         log: (level, msg, fields) => this.opts.log[level](msg, fields),
       });
       this.certs.onRotate((identity, svid) => this.onCertRotated(identity, svid));
+      this.authorizer = new Authorizer(this.opts.log);
       this.pool = new HbonePool({ tuning: this.tuning, verifier: this.verifier, log: (l, m, f) => this.opts.log[l](m, f) });
       this.source = new FileConfigSource(this.opts.configPath, this.store, (level, msg, fields) => this.opts.log[level](msg, fields));
       await this.source.start();
+      this.authorizer.update(this.store.current());
       this.configLoaded = true;
       const publicHost = this.opts.publicHost ?? "0.0.0.0";
       this.admin = await startAdminServers({
@@ -147,6 +151,7 @@ export class Ztunnel {
       log: this.opts.log,
       accessLog: this.opts.accessLog,
       connections: this.connections,
+      authorizer: this.authorizer,
       upstreamConnectTimeoutMs: 10_000,
       ownPorts: () => this.ownPortSet,
       draining: () => this.draining,
@@ -166,6 +171,8 @@ export class Ztunnel {
   /** Bring listeners in line with the state: start new workloads, stop removed ones. */
   private async reconcile(state: MeshState): Promise<void> {
     if (this.draining) return;
+    this.authorizer.update(state);
+    this.recheckConnections(state);
     const ctx = this.context();
     const wanted = new Map(this.localWorkloads(state).map((w) => [w.uid, w]));
     for (const [uid, proxy] of this.proxies) {
@@ -204,6 +211,25 @@ export class Ztunnel {
   }
 
   private isInitial = true;
+
+  /** After a config change: close inbound connections the policies in force no longer allow. */
+  private recheckConnections(state: MeshState): void {
+    for (const c of this.connections) {
+      if (!c.authz) continue;
+      const w = state.workloads.get(c.authz.workloadUid);
+      if (!w) continue; // a removed workload drains on its own deadline
+      const d = this.authorizer.evaluate(w, c.authz.attrs);
+      if (d.allowed) continue;
+      this.opts.log.info("connection closed because it is no longer allowed after a policy update", {
+        workload: w.name,
+        "src.addr": c.authz.attrs.sourceIp,
+        "src.identity": c.authz.attrs.sourcePrincipal,
+        policy: d.policy,
+        reason: d.reason,
+      });
+      c.abort(`no longer allowed: ${d.reason}`, "DENY");
+    }
+  }
 
   private refreshOwnPorts(): void {
     const ports = new Set<number>(ILLEGAL_PORTS);
@@ -267,7 +293,12 @@ export class Ztunnel {
       workloads: [...state.workloads.values()].map(serializable),
       services: [...state.services.values()].map(serializable),
       policies: [...state.policies.values()].map(serializable),
-      localWorkloads: [...this.proxies.values()].map((p) => ({ uid: p.workload.uid, identity: p.workload.identity, listeners: p.listeners })),
+      localWorkloads: [...this.proxies.values()].map((p) => ({
+        uid: p.workload.uid,
+        identity: p.workload.identity,
+        listeners: p.listeners,
+        policies: this.authorizer.describeFor(p.workload),
+      })),
       certificates: this.certs?.snapshot() ?? [],
       pool: this.pool ? this.poolStats : undefined,
       connections: this.connections.size,
