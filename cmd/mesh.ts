@@ -1,6 +1,8 @@
 #!/usr/bin/env bun
 // The `mesh` executable: one binary, role chosen by flag. Thin: parse, dispatch, report errors
 // as one line and a non-zero exit, never a stack trace.
+// First, so the Reflect polyfill runs before any bundled module (tsyringe under @peculiar/x509) needs it.
+import "reflect-metadata";
 import { formatForCli, asMeshError, ErrorCodes, MeshError } from "../core/errors/index.ts";
 import { HELP, helpFor } from "./help.ts";
 

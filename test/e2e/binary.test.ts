@@ -69,11 +69,11 @@ describe.skipIf(!binary)("compiled binary", () => {
       expect(mesh.z("node-a").proc.pid).toBeGreaterThan(0);
       const cmdline = readFileSync(`/proc/${mesh.z("node-a").proc.pid}/cmdline`, "utf8").split("\0");
       expect(cmdline[0]).toBe(binary);
-    });
+    }, 30_000);
 
     test("SIGTERM drains and exits 0", async () => {
       expect(await mesh.z("node-a").stop()).toBe(0);
-    });
+    }, 30_000);
   });
 
   test("mesh version", async () => {
@@ -81,14 +81,14 @@ describe.skipIf(!binary)("compiled binary", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^mesh \d+\.\d+\.\d+ \(bun \d+\.\d+\.\d+\)\n$/);
     expect(r.stderr).toBe("");
-  });
+  }, 30_000);
 
   test("mesh --help", async () => {
     const r = await runMesh(["--help"]);
     expect(r.code).toBe(0);
     for (const word of ["--role ztunnel", "mesh ca init", "mesh check", "mesh quickstart", "mesh version"]) expect(r.stdout).toContain(word);
     expect(r.stderr).toBe("");
-  });
+  }, 30_000);
 
   test("mesh check: a valid file exits 0 with a summary; an invalid one exits 1 naming the field", async () => {
     const good = join(work, "good.yaml");
@@ -106,7 +106,7 @@ describe.skipIf(!binary)("compiled binary", () => {
     const missing = await runMesh(["check", join(work, "nope.yaml")]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toStartWith("error[CONFIG_FILE_MISSING]");
-  });
+  }, 30_000);
 
   test("mesh ca init creates a CA and refuses to overwrite it", async () => {
     const dir = join(work, "ca");
@@ -119,7 +119,7 @@ describe.skipIf(!binary)("compiled binary", () => {
     expect(again.stderr).toStartWith("error[CA_EXISTS]");
     expect(stackFrames(again.stderr)).toEqual([]);
     expect(readFileSync(join(dir, "root-cert.pem"), "utf8")).toBe(root);
-  });
+  }, 30_000);
 
   test("an unknown flag: one line on stderr, non-zero exit", async () => {
     for (const args of [["--bogus"], ["check", "--bogus", "x.yaml"], ["--role", "ztunnel", "--no-such-flag"]]) {
@@ -130,7 +130,7 @@ describe.skipIf(!binary)("compiled binary", () => {
       expect(lines[0]).toStartWith("error[FLAG_INVALID]");
       expect(r.stdout).toBe("");
     }
-  });
+  }, 30_000);
 
   test("mesh quickstart --once: two nodes, traffic over mTLS, exit 0", async () => {
     const cwd = join(work, "quickstart");

@@ -105,7 +105,7 @@ describe("config changes while traffic flows", () => {
   beforeAll(async () => {
     mesh = await TestMesh.start({ config: config(subnet), nodes: ["node-a", "node-b"] });
     apps.push(await echoServer(`${subnet}2`, 8080), await echoServer(`${subnet}3`, 8080));
-  });
+  }, 30_000);
   afterAll(async () => {
     for (const a of apps) await a.close();
     await mesh?.stop();

@@ -244,7 +244,7 @@ describe("lifecycle", () => {
       expect(errorLines[0]).toStartWith("error[ADDRESS_IN_USE]");
       expect(errorLines[0]).toContain(`${subnet}1:15008`);
       expect(stackFrames(stderr)).toEqual([]);
-    });
+    }, 30_000);
 
     test("the admin port: one error line naming it, non-zero exit, no stack trace", async () => {
       const subnet = allocSubnet();
@@ -256,6 +256,6 @@ describe("lifecycle", () => {
       expect(errorLines[0]).toStartWith("error[ADDRESS_IN_USE]");
       expect(errorLines[0]).toContain(`127.0.0.1:${port}`);
       expect(stackFrames(stderr)).toEqual([]);
-    });
+    }, 30_000);
   });
 });

@@ -72,5 +72,5 @@ describe("Istio TCP metrics", () => {
       );
       expect(stray).toEqual([]);
     }
-  });
+  }, 30_000);
 });

@@ -29,7 +29,7 @@ describe("HBONE connection pool", () => {
   beforeAll(async () => {
     mesh = await TestMesh.start({ config: twoNodeConfig(subnet), nodes: ["node-a", "node-b"] });
     app = await echoServer(`${subnet}2`, 8080);
-  });
+  }, 30_000);
   afterAll(async () => {
     await app?.close();
     await mesh?.stop();

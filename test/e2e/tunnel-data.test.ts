@@ -46,7 +46,7 @@ describe("data through the tunnel", () => {
 
   beforeAll(async () => {
     mesh = await TestMesh.start({ config: twoNodeConfig(subnet), nodes: ["node-a", "node-b"] });
-  });
+  }, 30_000);
   afterEach(async () => {
     await app?.close();
     app = undefined;
@@ -88,7 +88,7 @@ describe("data through the tunnel", () => {
     expect(inbound.bytes_recv).toBe("request-then-fin".length);
     expect(inbound.bytes_sent).toBe(5 * "after-fin-0;".length + "server-done".length);
     expect(mesh.z("node-a").accessRecords("outbound").at(-1)!.error).toBeUndefined();
-  });
+  }, 30_000);
 
   test("server half-closes first: the client keeps sending after the FIN, then both close cleanly", async () => {
     let serverSide!: Promise<{ received: string; closedWithError: boolean }>;
@@ -120,7 +120,7 @@ describe("data through the tunnel", () => {
     expect(inbound.error).toBeUndefined();
     expect(inbound.bytes_sent).toBe("greeting-then-fin".length);
     expect(inbound.bytes_recv).toBe(5 * "after-fin-0;".length + "client-done".length);
-  });
+  }, 30_000);
 
   test("a slow reader still gets every byte and a clean FIN after the server finished (no reset)", async () => {
     // The server writes 4 MiB and closes at once; the client reads slowly, so when the ztunnels

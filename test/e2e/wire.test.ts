@@ -36,7 +36,7 @@ describe("HBONE on the wire", () => {
       extraArgs: { "node-b": ["--hbone-port", String(hbonePort)] },
     });
     app = await echoServer(serverIp, 8080);
-  });
+  }, 30_000);
   afterAll(async () => {
     await app?.close();
     await mesh?.stop();
@@ -82,5 +82,5 @@ describe("HBONE on the wire", () => {
     }
     // Nor the HBONE request itself: the CONNECT authority travels inside TLS.
     expect(up.indexOf(`${serverIp}:8080`)).toBe(-1);
-  });
+  }, 30_000);
 });

@@ -106,7 +106,7 @@ export function socksConnect(proxy: { host: string; port?: number }, host: strin
 export function exchange(s: net.Socket, data: string | Buffer, end = true): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    s.on("data", (c) => chunks.push(c));
+    s.on("data", (c: Buffer) => chunks.push(c));
     s.on("end", () => resolve(Buffer.concat(chunks)));
     s.on("error", reject);
     s.write(data);
