@@ -50,7 +50,7 @@ export interface InboundTunnel {
   readonly localPort: number;
   readonly tlsVersion: string;
   /** aborted when the peer resets or closes the stream before it was answered */
-  readonly signal: AbortSignal;
+  readonly signal: { readonly aborted: boolean };
   /** Answer 200 and hand the stream over for relaying. */
   accept(responseHeaders?: Record<string, string>): ByteStream;
   /** Answer an error status; error responses carry no body. */
@@ -180,11 +180,11 @@ export class HboneListener {
     }
     state.openStreams++;
     let answered = false;
-    const abort = new AbortController();
+    const signal = { aborted: false };
     stream.once("close", () => {
       state.openStreams--;
       if (!answered) {
-        abort.abort();
+        signal.aborted = true;
         this.countPrematureReset(state);
       }
     });
@@ -224,7 +224,7 @@ export class HboneListener {
           localAddress: stripMapped(socket.localAddress ?? ""),
           localPort: socket.localPort ?? 0,
           tlsVersion: socket.getProtocol() ?? "unknown",
-          signal: abort.signal,
+          signal,
           accept: (responseHeaders) => {
             if (answered) throw new MeshError(ErrorCodes.INTERNAL, "HBONE stream answered twice");
             answered = true;

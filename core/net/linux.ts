@@ -14,7 +14,11 @@ const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
+const IPPROTO_TCP = 6;
+const TCP_INFO = 11;
+const EADDRINUSE = 98;
 const SO_MARK = 36;
 const SO_DOMAIN = 39;
 const SOL_IP = 0;
@@ -44,6 +48,7 @@ function openLibc() {
     socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     connect: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    listen: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
     __errno_location: { args: [], returns: FFIType.ptr },
@@ -245,6 +250,45 @@ export function startTcpConnect(opts: TcpConnectOptions): number {
     lc.fn.close(fd);
     throw e;
   }
+}
+
+/**
+ * A bound, listening, non-blocking TCP socket in the calling thread's network namespace, for
+ * servers that must be created inside a pod's namespace but cannot open their socket
+ * synchronously (node:net / node:http2 `listen`): create it here inside `withNetns`, then
+ * `server.listen({ fd })`. The caller owns the fd.
+ */
+export function listenSocket(opts: { ip: string; port: number; transparent?: boolean; backlog?: number }): number {
+  const lc = libc();
+  const local = sockaddr(opts.ip, opts.port, "listen");
+  const fd = lc.fn.socket(local.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new MeshError(ErrorCodes.LISTEN_FAILED, `socket(): ${errnoText(lc, lc.errno())}`);
+  try {
+    setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+    if (opts.transparent) setIpTransparent(fd, true);
+    if (lc.fn.bind(fd, local.bytes, local.bytes.byteLength) !== 0) {
+      const e = lc.errno();
+      const where = opts.ip.includes(":") ? `[${opts.ip}]:${opts.port}` : `${opts.ip}:${opts.port}`;
+      if (e === EADDRINUSE) throw new MeshError(ErrorCodes.ADDRESS_IN_USE, `address ${where} is already in use`);
+      throw new MeshError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${where}: ${errnoText(lc, e)}`);
+    }
+    if (lc.fn.listen(fd, opts.backlog ?? 511) !== 0) throw new MeshError(ErrorCodes.LISTEN_FAILED, `listen(): ${errnoText(lc, lc.errno())}`);
+    return fd;
+  } catch (e) {
+    lc.fn.close(fd);
+    throw e;
+  }
+}
+
+/** Closes a descriptor this module handed out (startTcpConnect, listenSocket) that was never given to Bun or node. */
+export function closeFd(fd: number): void {
+  libc().fn.close(fd);
+}
+
+/** The kernel TCP state of a socket (TCP_INFO tcpi_state): 1 ESTABLISHED, 2 SYN_SENT, 7 CLOSE, ... */
+export function tcpState(fd: number): number {
+  // A 4-byte read of TCP_INFO is allowed (the kernel copies what fits); the state is its first byte.
+  return getIntOption(fd, IPPROTO_TCP, TCP_INFO, "TCP_INFO") & 0xff;
 }
 
 // ---- network namespaces -------------------------------------------------------------------

@@ -1,7 +1,9 @@
 // Copies bytes both ways between two streams until both directions are finished, carrying
 // half-close across (FIN on one side becomes end() on the other) and applying backpressure:
 // a side whose peer's buffer is above its high-water mark is paused until that peer drains.
-import type { ByteStream } from "./stream.ts";
+// Sides are small objects with prototype methods (no closures per connection): an idle
+// tunnelled connection's memory is mostly this, so it is kept lean.
+import type { ByteStream, ByteStreamEvents } from "./stream.ts";
 
 export interface RelayResult {
   /** bytes read from `a` and written to `b` */
@@ -23,73 +25,98 @@ export interface Relay {
   abort(err?: Error): void;
 }
 
-interface Side {
-  readonly stream: ByteStream;
-  ended: boolean;
-  closed: boolean;
+class Side implements ByteStreamEvents {
+  ended = false;
+  closed = false;
+  peer!: Side;
+  constructor(
+    readonly owner: RelayImpl,
+    readonly stream: ByteStream,
+    readonly isA: boolean,
+  ) {}
+
+  data(chunk: Uint8Array): void {
+    this.owner.count(this.isA, chunk.byteLength);
+    if (!this.peer.stream.write(chunk)) this.stream.pause();
+  }
+
+  end(): void {
+    this.sawEnd();
+    this.owner.maybeFinish();
+  }
+
+  drain(): void {
+    this.peer.stream.resume();
+    this.owner.maybeFinish();
+  }
+
+  close(err?: Error): void {
+    this.closed = true;
+    if (err) return this.owner.finish(err);
+    // A clean close after we already sent our FIN to this side means its peer finished too
+    // (Bun reports the final FIN as close, not end, once our side is shut).
+    if (this.peer.ended) {
+      this.sawEnd();
+      return this.owner.maybeFinish();
+    }
+    this.owner.finish(new Error("connection closed before its peer finished sending"));
+  }
+
+  private sawEnd(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.peer.stream.end();
+  }
+}
+
+class RelayImpl implements Relay {
+  readonly result: RelayResult = { aToB: 0, bToA: 0 };
+  readonly done: Promise<RelayResult>;
+  private resolve!: (r: RelayResult) => void;
+  private settled = false;
+  private readonly a: Side;
+  private readonly b: Side;
+
+  constructor(a: ByteStream, b: ByteStream, private readonly onBytes: RelayHooks["onBytes"]) {
+    this.done = new Promise<RelayResult>((r) => (this.resolve = r));
+    this.a = new Side(this, a, true);
+    this.b = new Side(this, b, false);
+    this.a.peer = this.b;
+    this.b.peer = this.a;
+    a.setEvents(this.a);
+    b.setEvents(this.b);
+  }
+
+  count(fromA: boolean, n: number): void {
+    if (fromA) {
+      this.result.aToB += n;
+      this.onBytes?.(n, 0);
+    } else {
+      this.result.bToA += n;
+      this.onBytes?.(0, n);
+    }
+  }
+
+  maybeFinish(): void {
+    const { a, b } = this;
+    if (a.ended && b.ended && a.stream.bufferedBytes === 0 && b.stream.bufferedBytes === 0) this.finish();
+    else if (a.closed && b.closed) this.finish();
+  }
+
+  finish(err?: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (err) this.result.error = err;
+    if (!this.a.closed) this.a.stream.destroy();
+    if (!this.b.closed) this.b.stream.destroy();
+    this.resolve(this.result);
+  }
+
+  abort(err?: Error): void {
+    this.finish(err ?? new Error("relay aborted"));
+  }
 }
 
 export function relay(a: ByteStream, b: ByteStream, hooks: RelayHooks = {}): Relay {
-  const result: RelayResult = { aToB: 0, bToA: 0 };
-  const side: [Side, Side] = [
-    { stream: a, ended: false, closed: false },
-    { stream: b, ended: false, closed: false },
-  ];
-  let settled = false;
-  let resolve!: (r: RelayResult) => void;
-  const done = new Promise<RelayResult>((r) => (resolve = r));
-
-  const finish = (err?: Error) => {
-    if (settled) return;
-    settled = true;
-    if (err) result.error = err;
-    for (const s of side) if (!s.closed) s.stream.destroy();
-    resolve(result);
-  };
-  const maybeFinish = () => {
-    const [x, y] = side;
-    if (x.ended && y.ended && x.stream.bufferedBytes === 0 && y.stream.bufferedBytes === 0) finish();
-    else if (x.closed && y.closed) finish();
-  };
-
-  const wire = (from: 0 | 1) => {
-    const src = side[from];
-    const dst = side[from === 0 ? 1 : 0];
-    const count = from === 0
-      ? (n: number) => { result.aToB += n; hooks.onBytes?.(n, 0); }
-      : (n: number) => { result.bToA += n; hooks.onBytes?.(0, n); };
-    const sawEnd = () => {
-      if (src.ended) return;
-      src.ended = true;
-      dst.stream.end();
-    };
-    src.stream.setEvents({
-      data(chunk) {
-        count(chunk.byteLength);
-        if (!dst.stream.write(chunk)) src.stream.pause();
-      },
-      end() {
-        sawEnd();
-        maybeFinish();
-      },
-      drain() {
-        dst.stream.resume();
-        maybeFinish();
-      },
-      close(err) {
-        src.closed = true;
-        if (err) return finish(err);
-        // A clean close after we already sent our FIN to this side means its peer finished too
-        // (Bun reports the final FIN as close, not end, once our side is shut).
-        if (dst.ended) {
-          sawEnd();
-          return maybeFinish();
-        }
-        finish(new Error("connection closed before its peer finished sending"));
-      },
-    });
-  };
-  wire(0);
-  wire(1);
-  return { done, abort: (err?: Error) => finish(err ?? new Error("relay aborted")) };
+  return new RelayImpl(a, b, hooks.onBytes);
 }

@@ -5,6 +5,9 @@ import type { Socket, TCPSocketListener } from "bun";
 import { MeshError, ErrorCodes } from "../errors/index.ts";
 import type { ByteStream, ByteStreamEvents } from "./stream.ts";
 
+/** Shared empty queue: most connections never queue, so they never allocate one. */
+const EMPTY: Uint8Array[] = [];
+
 /** Above this many queued bytes write() returns false and the producer should pause. */
 const HIGH_WATER = 256 * 1024;
 
@@ -18,14 +21,14 @@ export class TcpConnection implements ByteStream {
   readonly remoteAddress: string;
   readonly remotePort: number;
   private readonly socket: Socket<SocketState>;
-  private queue: Uint8Array[] = [];
+  private queue: Uint8Array[] = EMPTY;
   private queuedBytes = 0;
   private endRequested = false;
   private writeShut = false;
   private closed = false;
   private events: Partial<ByteStreamEvents> = {};
   /** data that arrived before handlers were attached */
-  private early: Uint8Array[] = [];
+  private early: Uint8Array[] | undefined;
   private earlyEnd = false;
   private earlyClose: { err?: Error } | undefined;
 
@@ -49,9 +52,9 @@ export class TcpConnection implements ByteStream {
 
   setEvents(events: Partial<ByteStreamEvents>): void {
     this.events = events;
-    if (this.early.length > 0) {
+    if (this.early !== undefined) {
       const early = this.early;
-      this.early = [];
+      this.early = undefined;
       for (const c of early) events.data?.(c);
     }
     if (this.earlyEnd) {
@@ -74,6 +77,7 @@ export class TcpConnection implements ByteStream {
       chunk = chunk.subarray(Math.max(0, n));
     }
     // Copy: the caller may reuse its buffer once write() returns.
+    if (this.queue === EMPTY) this.queue = [];
     this.queue.push(new Uint8Array(chunk));
     this.queuedBytes += chunk.byteLength;
     return this.queuedBytes < HIGH_WATER;
@@ -106,10 +110,10 @@ export class TcpConnection implements ByteStream {
   }
 
   // ---- called from the Bun socket handlers ----
+  // Handlers are called as methods of the events object (the relay's sides are objects).
   onData(chunk: Uint8Array): void {
-    const h = this.events.data;
-    if (h) h(chunk);
-    else this.early.push(new Uint8Array(chunk));
+    if (this.events.data) this.events.data(chunk);
+    else (this.early ??= []).push(new Uint8Array(chunk));
   }
 
   onDrain(): void {
@@ -126,22 +130,20 @@ export class TcpConnection implements ByteStream {
       this.queuedBytes -= head.byteLength;
     }
     if (this.endRequested) this.shutWrite();
-    this.events.drain?.();
+    if (this.events.drain) this.events.drain();
   }
 
   onEnd(): void {
-    const h = this.events.end;
-    if (h) h();
+    if (this.events.end) this.events.end();
     else this.earlyEnd = true;
   }
 
   onClose(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
-    this.queue = [];
+    this.queue = EMPTY;
     this.queuedBytes = 0;
-    const h = this.events.close;
-    if (h) h(err);
+    if (this.events.close) this.events.close(err);
     else this.earlyClose = { err };
   }
 }
@@ -150,7 +152,8 @@ function stripMapped(ip: string): string {
   return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
 }
 
-const handlers = {
+/** The Bun socket handlers that feed a TcpConnection; shared with the in-namespace sockets of netns.ts. */
+export const handlers = {
   data(s: Socket<SocketState>, d: Buffer) {
     s.data?.conn?.onData(d);
   },

@@ -28,14 +28,29 @@ const HELP = {
   build: "Istio component build info",
 } as const;
 
+/**
+ * One label set. Connections that share labels share it, so a connection holds no label object
+ * of its own, and opens and closes are counted here and handed to prom-client (which hashes all
+ * 23 labels on every inc) only when a scrape collects.
+ */
+class Series {
+  opened = 0;
+  /** response_flags -> closes not yet flushed */
+  readonly closed = new Map<string, number>();
+  pendingUp = 0;
+  pendingDown = 0;
+  constructor(readonly labels: ResolvedTcpLabels) {}
+}
+
 class ConnectionHandle implements TcpConnectionMetrics {
   clientToServerBytes = 0;
   serverToClientBytes = 0;
-  flushedClientToServer = 0;
-  flushedServerToClient = 0;
+  /** bytes already handed to the series by a scrape while the connection was live */
+  flushedUp = 0;
+  flushedDown = 0;
   done = false;
   constructor(
-    readonly labels: ResolvedTcpLabels,
+    readonly series: Series,
     private readonly onClose: (h: ConnectionHandle, responseFlags: string | undefined) => void,
   ) {}
 
@@ -50,6 +65,9 @@ class ConnectionHandle implements TcpConnectionMetrics {
     this.onClose(this, responseFlags);
   }
 }
+
+/** Label sets kept before the cache starts over (bounded memory under label churn). */
+const MAX_SERIES = 10_000;
 
 function wantsOpenMetrics(accept: string | undefined): boolean {
   if (!accept) return false;
@@ -72,6 +90,8 @@ export class MeshMetrics {
   private readonly socketsOpen: Gauge<"reporter">;
   private readonly counters: { metric: { name: string }; name: string }[] = [];
   private readonly live = new Set<ConnectionHandle>();
+  private readonly series = new Map<string, Series>();
+  private readonly openByReporter = new Map<string, number>();
   private renderChain: Promise<unknown> = Promise.resolve();
 
   constructor(opts: { component: MeshComponent; version: string }) {
@@ -84,26 +104,23 @@ export class MeshMetrics {
     };
     // The text format prints a counter's name as registered, so the names carry `_total`;
     // prom-client's OpenMetrics path strips it and adds it back per sample.
-    this.opened = counter("istio_tcp_connections_opened_total", HELP.opened);
+    const flush = () => this.flushAll();
+    this.opened = counter("istio_tcp_connections_opened_total", HELP.opened, flush);
     this.closedTotal = counter("istio_tcp_connections_closed_total", HELP.closed);
     this.failed = counter("istio_tcp_connections_failed_total", HELP.failed);
-    const flush = () => this.flushLive();
-    this.received = counter("istio_tcp_received_bytes_total", HELP.received, flush);
-    this.sent = counter("istio_tcp_sent_bytes_total", HELP.sent, flush);
-    this.socketsOpen = new Gauge({ name: "istio_tcp_sockets_open", help: HELP.socketsOpen, labelNames: ["reporter"], registers });
+    this.received = counter("istio_tcp_received_bytes_total", HELP.received);
+    this.sent = counter("istio_tcp_sent_bytes_total", HELP.sent);
+    this.socketsOpen = new Gauge({ name: "istio_tcp_sockets_open", help: HELP.socketsOpen, labelNames: ["reporter"], registers, collect: flush });
     const build = new Gauge({ name: "istio_build", help: HELP.build, labelNames: ["component", "tag"], registers });
     build.set({ component: opts.component, tag: opts.version }, 1);
   }
 
   connectionOpened(labels: TcpLabels): TcpConnectionMetrics {
-    const resolved = resolveTcpLabels(labels);
-    const handle = new ConnectionHandle(resolved, this.recordClose);
-    this.opened.inc(resolved, 1);
-    // Istio creates the byte series at open, so a connection that moved nothing still shows 0.
-    this.received.inc(resolved, 0);
-    this.sent.inc(resolved, 0);
-    this.socketsOpen.inc({ reporter: resolved.reporter }, 1);
+    const series = this.seriesFor(labels);
+    series.opened++;
+    const handle = new ConnectionHandle(series, this.recordClose);
     this.live.add(handle);
+    this.openByReporter.set(series.labels.reporter, (this.openByReporter.get(series.labels.reporter) ?? 0) + 1);
     return handle;
   }
 
@@ -112,15 +129,64 @@ export class MeshMetrics {
     return this.live.size;
   }
 
+  private seriesFor(labels: TcpLabels): Series {
+    const resolved = resolveTcpLabels(labels);
+    let key = "";
+    for (const name of TCP_LABEL_NAMES) key += `${resolved[name]}\u001f`;
+    let series = this.series.get(key);
+    if (!series) {
+      if (this.series.size >= MAX_SERIES) {
+        this.flushAll();
+        this.series.clear();
+      }
+      series = new Series(resolved);
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
   private readonly recordClose = (handle: ConnectionHandle, responseFlags: string | undefined): void => {
-    this.flushHandle(handle);
+    const s = handle.series;
+    s.pendingUp += handle.clientToServerBytes - handle.flushedUp;
+    s.pendingDown += handle.serverToClientBytes - handle.flushedDown;
     this.live.delete(handle);
     const flags = responseFlags === undefined || responseFlags === "" ? NO_RESPONSE_FLAGS : responseFlags;
-    const labels = flags === handle.labels.response_flags ? handle.labels : { ...handle.labels, response_flags: flags };
-    this.closedTotal.inc(labels, 1);
-    if (flags !== NO_RESPONSE_FLAGS) this.failed.inc(labels, 1);
-    this.socketsOpen.dec({ reporter: handle.labels.reporter }, 1);
+    s.closed.set(flags, (s.closed.get(flags) ?? 0) + 1);
+    const r = s.labels.reporter;
+    this.openByReporter.set(r, (this.openByReporter.get(r) ?? 1) - 1);
   };
+
+  /** Hands everything pending to prom-client; runs as the counters' collect hook. */
+  private flushAll(): void {
+    for (const h of this.live) {
+      h.series.pendingUp += h.clientToServerBytes - h.flushedUp;
+      h.series.pendingDown += h.serverToClientBytes - h.flushedDown;
+      h.flushedUp = h.clientToServerBytes;
+      h.flushedDown = h.serverToClientBytes;
+    }
+    for (const s of this.series.values()) {
+      const L = s.labels;
+      if (s.opened > 0) {
+        this.opened.inc(L, s.opened);
+        // Istio creates the byte series at open, so a connection that moved nothing still shows 0.
+        this.received.inc(L, 0);
+        this.sent.inc(L, 0);
+        s.opened = 0;
+      }
+      // Only positive finite deltas reach prom-client, whose inc() throws on anything else.
+      if (s.pendingUp > 0 && Number.isFinite(s.pendingUp)) this.received.inc(L, s.pendingUp);
+      if (s.pendingDown > 0 && Number.isFinite(s.pendingDown)) this.sent.inc(L, s.pendingDown);
+      s.pendingUp = 0;
+      s.pendingDown = 0;
+      for (const [flags, n] of s.closed) {
+        const labels = flags === L.response_flags ? L : { ...L, response_flags: flags };
+        this.closedTotal.inc(labels, n);
+        if (flags !== NO_RESPONSE_FLAGS) this.failed.inc(labels, n);
+      }
+      s.closed.clear();
+    }
+    for (const [reporter, n] of this.openByReporter) this.socketsOpen.set({ reporter }, n);
+  }
 
   /** Prometheus text, or OpenMetrics when the scraper's Accept asks for it. */
   render(accept?: string): Promise<{ body: string; contentType: string }> {
@@ -146,24 +212,5 @@ export class MeshMetrics {
 
   private restoreCounterNames(): void {
     for (const c of this.counters) c.metric.name = c.name;
-  }
-
-  private flushLive(): void {
-    for (const h of this.live) this.flushHandle(h);
-  }
-
-  private flushHandle(h: ConnectionHandle): void {
-    // Only positive finite deltas reach prom-client, whose inc() throws on anything else; a scrape
-    // must never fail because of one connection's bad count.
-    const up = h.clientToServerBytes - h.flushedClientToServer;
-    if (up > 0 && Number.isFinite(up)) {
-      this.received.inc(h.labels, up);
-      h.flushedClientToServer = h.clientToServerBytes;
-    }
-    const down = h.serverToClientBytes - h.flushedServerToClient;
-    if (down > 0 && Number.isFinite(down)) {
-      this.sent.inc(h.labels, down);
-      h.flushedServerToClient = h.serverToClientBytes;
-    }
   }
 }

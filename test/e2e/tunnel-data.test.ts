@@ -153,6 +153,10 @@ describe("data through the tunnel", () => {
       }),
     );
     const expected = await Promise.all(sent);
+    // node-a handed every byte to the client connection before closing it ...
+    const a = mesh.z("node-a");
+    await until(() => a.accessRecords("outbound").filter((r) => r.bytes_recv === SIZE).length >= CONNS, 5000, "node-a's access records");
+    // ... so each client must have received all of it, then a FIN (not a reset).
     const key = (d: Digest) => `${d.bytes}:${d.sha256}`;
     expect(received.map(key).sort()).toEqual(expected.map(key).sort());
   }, 30_000);

@@ -80,7 +80,8 @@ export function receiveDigest(s: net.Socket): Promise<Digest> {
       bytes += c.length;
     });
     s.once("end", () => resolve({ bytes, sha256: hash.digest("hex") }));
-    s.once("error", reject);
+    // `on`, not `once`: a second error event must not become an unhandled one.
+    s.on("error", reject);
     s.once("close", () => reject(new Error(`socket closed without a FIN after ${bytes} bytes`)));
   });
 }
