@@ -7,8 +7,10 @@ import { MeshError, ErrorCodes, asMeshError, codeForHboneStatus } from "../error
 import {
   connectHbone,
   DuplexByteStream,
+  ignoreError,
   type ByteStream,
   type H2ClientSession,
+  type H2ClientStream,
   type H2Headers,
   type TlsIdentity,
 } from "../net/index.ts";
@@ -220,45 +222,20 @@ export class HbonePool {
   }
 
   private connect(conn: PooledConnection, req: OutboundTunnelRequest): Promise<OutboundTunnel> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let stream;
-      try {
-        stream = conn.session.request({ ":method": "CONNECT", ":authority": req.authority, ...req.headers }, { endStream: false });
-      } catch (e) {
-        this.release(conn);
-        conn.goingAway = true;
-        reject(new MeshError(ErrorCodes.HBONE_H2_FAILURE, `cannot open a CONNECT stream: ${(e as Error).message}`, { cause: e }));
-        return;
-      }
-      const s = stream;
-      s.once("close", () => {
-        this.release(conn);
-        if (!settled) {
-          settled = true;
-          const code = s.rstCode;
-          reject(new MeshError(ErrorCodes.HBONE_H2_FAILURE, `CONNECT stream to ${req.authority} closed before a response (reset code ${code ?? "none"})`));
-        }
-      });
-      s.on("error", () => {});
-      s.once("response", (headers: H2Headers) => {
-        if (settled) return;
-        settled = true;
-        const status = Number(headers[":status"]);
-        if (status !== 200) {
-          s.close();
-          reject(new MeshError(codeForHboneStatus(status), `HBONE CONNECT to ${req.authority} was answered ${status}`, { details: [`status=${status}`] }));
-          return;
-        }
-        resolve({
-          stream: new DuplexByteStream(s),
-          peer: conn.peer,
-          tlsVersion: conn.socket.getProtocol() ?? "unknown",
-          responseHeaders: headers,
-          connectionId: conn.id,
-        });
-      });
-    });
+    let stream: H2ClientStream;
+    try {
+      stream = conn.session.request({ ":method": "CONNECT", ":authority": req.authority, ...req.headers }, { endStream: false });
+    } catch (e) {
+      this.release(conn);
+      conn.goingAway = true;
+      return Promise.reject(new MeshError(ErrorCodes.HBONE_H2_FAILURE, `cannot open a CONNECT stream: ${(e as Error).message}`, { cause: e }));
+    }
+    return new Promise((resolve, reject) => new PendingConnect(this, conn, stream, req.authority, resolve, reject));
+  }
+
+  /** A CONNECT stream ended: its slot on the connection is free again. */
+  streamDone(conn: PooledConnection): void {
+    this.release(conn);
   }
 
   private sweep(): void {
@@ -275,5 +252,67 @@ export class HbonePool {
         if (!keepalive(c, t.keepaliveTimeoutMs, now)) this.opts.log("info", "HBONE connection missed keepalive; closed", { id: c.id });
       }
     }
+  }
+}
+
+const CONNECT = Symbol("mesh.pendingConnect");
+type ConnectStream = H2ClientStream & { [CONNECT]?: PendingConnect };
+
+function onConnectResponse(this: ConnectStream, headers: H2Headers): void {
+  this[CONNECT]?.response(headers);
+}
+function onConnectClose(this: ConnectStream): void {
+  const p = this[CONNECT];
+  this[CONNECT] = undefined;
+  p?.closed();
+}
+
+/**
+ * One outbound CONNECT from request to close. Listeners are shared functions and the state is
+ * this small object, so a long-lived tunnel holds no closures over the request.
+ */
+class PendingConnect {
+  private settled = false;
+  constructor(
+    private readonly pool: HbonePool,
+    private readonly conn: PooledConnection,
+    private readonly stream: H2ClientStream,
+    private readonly authority: string,
+    private resolve: ((t: OutboundTunnel) => void) | undefined,
+    private reject: ((e: MeshError) => void) | undefined,
+  ) {
+    (stream as ConnectStream)[CONNECT] = this;
+    stream.once("close", onConnectClose);
+    stream.once("response", onConnectResponse);
+    stream.on("error", ignoreError);
+  }
+
+  response(headers: H2Headers): void {
+    if (this.settled) return;
+    this.settled = true;
+    const status = Number(headers[":status"]);
+    const { resolve, reject } = this;
+    this.resolve = this.reject = undefined;
+    if (status !== 200) {
+      this.stream.close();
+      reject?.(new MeshError(codeForHboneStatus(status), `HBONE CONNECT to ${this.authority} was answered ${status}`, { details: [`status=${status}`] }));
+      return;
+    }
+    resolve?.({
+      stream: new DuplexByteStream(this.stream),
+      peer: this.conn.peer,
+      tlsVersion: this.conn.socket.getProtocol() ?? "unknown",
+      responseHeaders: headers,
+      connectionId: this.conn.id,
+    });
+  }
+
+  closed(): void {
+    this.pool.streamDone(this.conn);
+    if (this.settled) return;
+    this.settled = true;
+    const code = this.stream.rstCode;
+    this.reject?.(new MeshError(ErrorCodes.HBONE_H2_FAILURE, `CONNECT stream to ${this.authority} closed before a response (reset code ${code ?? "none"})`));
+    this.resolve = this.reject = undefined;
   }
 }

@@ -8,6 +8,7 @@ import {
   tlsSocketOf,
   h2constants,
   DuplexByteStream,
+  ignoreError,
   type ByteStream,
   type H2Headers,
   type H2ServerSession,
@@ -72,6 +73,8 @@ export interface HboneListenerOptions {
 interface SessionState {
   readonly session: H2ServerSession;
   readonly peer: Promise<PeerIdentity>;
+  /** set once verification succeeded, so later streams skip the promise */
+  verified?: PeerIdentity;
   openStreams: number;
   resetWindowStart: number;
   resetsInWindow: number;
@@ -158,6 +161,10 @@ export class HboneListener {
     (session as unknown as { meshState?: SessionState }).meshState = state;
     this.sessions.add(state);
     session.once("close", () => this.sessions.delete(state));
+    state.peer.then(
+      (p) => (state.verified = p),
+      () => {},
+    );
     state.peer.catch((e) => {
       const err = asMeshError(e, ErrorCodes.SVID_UNTRUSTED_CHAIN);
       if (this.opts.onRejectedPeer) this.opts.onRejectedPeer(err, socket.remoteAddress);
@@ -178,74 +185,45 @@ export class HboneListener {
       stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    state.openStreams++;
-    let answered = false;
-    const signal = { aborted: false };
-    stream.once("close", () => {
-      state.openStreams--;
-      if (!answered) {
-        signal.aborted = true;
-        this.countPrematureReset(state);
-      }
-    });
-    stream.on("error", () => {});
-
+    const pending = new PendingStream(this, state, stream, headers);
     let headerBytes = 0;
-    for (const [k, v] of Object.entries(headers)) {
+    for (const k in headers) {
+      const v = headers[k];
       headerBytes += k.length + (Array.isArray(v) ? v.reduce((n, x) => n + x.length, 0) : String(v ?? "").length);
     }
-    const respondError = (status: number) => {
-      if (answered || stream.closed || stream.destroyed) return;
-      answered = true;
-      stream.respond({ ":status": status }, { endStream: true });
-    };
-    if (headerBytes > t.maxRequestHeaderBytes) return respondError(431);
-    if (!this.accepting && stream.session?.closed) return respondError(503);
-
+    if (headerBytes > t.maxRequestHeaderBytes) return pending.reject(431);
+    if (state.verified) return this.dispatch(pending, state.verified);
+    // First streams of a session may arrive while its peer is still being verified.
     state.peer.then(
-      (peer) => {
-        if (stream.closed || stream.destroyed) return;
-        if (headers[":method"] !== "CONNECT") return respondError(400);
-        let target: HboneTarget;
-        try {
-          target = parseAuthority(headers[":authority"]);
-        } catch (e) {
-          this.opts.log("debug", "bad CONNECT authority", { error: (e as Error).message });
-          return respondError(400);
-        }
-        const socket = tlsSocketOf(state.session);
-        const tunnel: InboundTunnel = {
-          peer,
-          target,
-          authority: String(headers[":authority"]),
-          headers,
-          sourceAddress: stripMapped(socket.remoteAddress ?? ""),
-          sourcePort: socket.remotePort ?? 0,
-          localAddress: stripMapped(socket.localAddress ?? ""),
-          localPort: socket.localPort ?? 0,
-          tlsVersion: socket.getProtocol() ?? "unknown",
-          signal,
-          accept: (responseHeaders) => {
-            if (answered) throw new MeshError(ErrorCodes.INTERNAL, "HBONE stream answered twice");
-            answered = true;
-            const out = new DuplexByteStream(stream);
-            stream.respond({ ":status": 200, ...responseHeaders });
-            return out;
-          },
-          reject: respondError,
-        };
-        try {
-          this.opts.onTunnel(tunnel);
-        } catch (e) {
-          this.opts.log("error", "inbound tunnel handler failed", { error: asMeshError(e).message });
-          respondError(503);
-        }
-      },
-      () => {
-        answered = true;
-        stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
-      },
+      (peer) => this.dispatch(pending, peer),
+      () => pending.refuse(),
     );
+  }
+
+  private dispatch(pending: PendingStream, peer: PeerIdentity): void {
+    const { stream, headers } = pending;
+    if (stream.closed || stream.destroyed) return;
+    if (headers[":method"] !== "CONNECT") return pending.reject(400);
+    let target: HboneTarget;
+    try {
+      target = parseAuthority(headers[":authority"]);
+    } catch (e) {
+      this.opts.log("debug", "bad CONNECT authority", { error: (e as Error).message });
+      return pending.reject(400);
+    }
+    const tunnel = pending.toTunnel(peer, target);
+    try {
+      this.opts.onTunnel(tunnel);
+    } catch (e) {
+      this.opts.log("error", "inbound tunnel handler failed", { error: asMeshError(e).message });
+      pending.reject(503);
+    }
+  }
+
+  /** A stream closed before we answered it: counts toward the rapid-reset budget. */
+  streamClosed(state: SessionState, answered: boolean): void {
+    state.openStreams--;
+    if (!answered) this.countPrematureReset(state);
   }
 
   // Rapid reset (CVE-2023-44487): a peer that opens and resets streams faster than the budget
@@ -276,4 +254,79 @@ export class HboneListener {
 
 function stripMapped(ip: string): string {
   return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
+}
+
+const PENDING = Symbol("mesh.pendingStream");
+
+function onPendingClose(this: H2ServerStream & { [PENDING]?: PendingStream }): void {
+  const p = this[PENDING];
+  if (!p) return;
+  this[PENDING] = undefined;
+  if (!p.answered) p.aborted = true;
+  p.listener.streamClosed(p.state, p.answered);
+}
+
+/**
+ * One CONNECT stream from arrival until it is answered; also the InboundTunnel handed to the
+ * role. A class with prototype methods rather than closures: it lives as long as the tunnel.
+ */
+class PendingStream implements InboundTunnel {
+  answered = false;
+  aborted = false;
+  peer!: PeerIdentity;
+  target!: HboneTarget;
+  authority = "";
+  sourceAddress = "";
+  sourcePort = 0;
+  localAddress = "";
+  localPort = 0;
+  tlsVersion = "unknown";
+
+  constructor(
+    readonly listener: HboneListener,
+    readonly state: SessionState,
+    readonly stream: H2ServerStream,
+    readonly headers: H2Headers,
+  ) {
+    state.openStreams++;
+    (stream as H2ServerStream & { [PENDING]?: PendingStream })[PENDING] = this;
+    stream.once("close", onPendingClose);
+    stream.on("error", ignoreError);
+  }
+
+  get signal(): { readonly aborted: boolean } {
+    return this;
+  }
+
+  toTunnel(peer: PeerIdentity, target: HboneTarget): InboundTunnel {
+    const socket = tlsSocketOf(this.state.session);
+    this.peer = peer;
+    this.target = target;
+    this.authority = String(this.headers[":authority"]);
+    this.sourceAddress = stripMapped(socket.remoteAddress ?? "");
+    this.sourcePort = socket.remotePort ?? 0;
+    this.localAddress = stripMapped(socket.localAddress ?? "");
+    this.localPort = socket.localPort ?? 0;
+    this.tlsVersion = socket.getProtocol() ?? "unknown";
+    return this;
+  }
+
+  accept(responseHeaders?: Record<string, string>): ByteStream {
+    if (this.answered) throw new MeshError(ErrorCodes.INTERNAL, "HBONE stream answered twice");
+    this.answered = true;
+    const out = new DuplexByteStream(this.stream);
+    this.stream.respond({ ":status": 200, ...responseHeaders });
+    return out;
+  }
+
+  reject(status: number): void {
+    if (this.answered || this.stream.closed || this.stream.destroyed) return;
+    this.answered = true;
+    this.stream.respond({ ":status": status }, { endStream: true });
+  }
+
+  refuse(): void {
+    this.answered = true;
+    this.stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+  }
 }

@@ -2,7 +2,7 @@
 // through this folder, so role logic can be exercised without sockets and the runtime's quirks
 // (reference/bun.md) are handled in one place.
 export { listenTcp, connectTcp, TcpConnection, type TcpListener } from "./tcp.ts";
-export { DuplexByteStream, type ByteStream, type ByteStreamEvents } from "./stream.ts";
+export { DuplexByteStream, ignoreError, type ByteStream, type ByteStreamEvents } from "./stream.ts";
 export { relay, type Relay, type RelayResult, type RelayHooks } from "./relay.ts";
 export { serveHttp, type HttpListener, type FetchHandler } from "./http.ts";
 export {

@@ -24,21 +24,46 @@ export interface ByteStream {
   readonly bufferedBytes: number;
 }
 
+const OWNER = Symbol("mesh.byteStream");
+type OwnedDuplex = Duplex & { [OWNER]?: DuplexByteStream };
+
+// Listeners are shared functions called with the emitter as `this`, so an adapted stream costs
+// no closures (idle tunnels are mostly this bookkeeping).
+function onData(this: OwnedDuplex, c: Buffer): void {
+  this[OWNER]?.events.data?.(c);
+}
+function onEnd(this: OwnedDuplex): void {
+  this[OWNER]?.events.end?.();
+}
+function onDrain(this: OwnedDuplex): void {
+  this[OWNER]?.events.drain?.();
+}
+function onError(this: OwnedDuplex, e: Error): void {
+  this[OWNER]?.finish(e);
+}
+function onClose(this: OwnedDuplex): void {
+  this[OWNER]?.finish();
+}
+
+/** A listener for `error` events that are handled elsewhere (an unhandled one would throw). */
+export function ignoreError(): void {}
+
 /** Adapts a Node Duplex (e.g. an http2 stream) to ByteStream. */
 export class DuplexByteStream implements ByteStream {
   private closed = false;
-  private events: Partial<ByteStreamEvents> = {};
+  events: Partial<ByteStreamEvents> = {};
   constructor(private readonly duplex: Duplex) {
     // Flowing mode starts when a `data` listener is attached; hold it until events are set.
     duplex.pause();
-    duplex.on("data", (c: Buffer) => this.events.data?.(c));
-    duplex.on("end", () => this.events.end?.());
-    duplex.on("drain", () => this.events.drain?.());
-    duplex.on("error", (e: Error) => this.finish(e));
-    duplex.on("close", () => this.finish());
+    (duplex as OwnedDuplex)[OWNER] = this;
+    duplex.on("data", onData);
+    duplex.on("end", onEnd);
+    duplex.on("drain", onDrain);
+    duplex.on("error", onError);
+    duplex.on("close", onClose);
   }
 
-  private finish(err?: Error): void {
+  finish(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
     this.events.close?.(err);

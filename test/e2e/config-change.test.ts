@@ -73,6 +73,7 @@ class SteadyStream {
       s.once("end", () => resolve());
       s.once("error", reject);
     });
+    this.finished.catch(() => {}); // awaited in finish(); an early failure must not be unhandled
     s.once("close", () => (this.closed = true));
     this.timer = setInterval(() => {
       const chunk = Buffer.alloc(4096, this.seq++ % 251);
