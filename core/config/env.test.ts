@@ -111,7 +111,7 @@ describe("readRuntimeEnv", () => {
       { HTTP2_FRAME_SIZE: "1024" },
       `environment variable HTTP2_FRAME_SIZE="1024": expected a size in bytes 16384..16777215 (e.g. 4194304 or 4Mi)`,
     ],
-    ["SECRET_TTL", { SECRET_TTL: "10s" }, `environment variable SECRET_TTL="10s": expected a duration of at least 60000 ms`],
+    ["SECRET_TTL", { SECRET_TTL: "1s" }, `environment variable SECRET_TTL="1s": expected a duration of at least 2000 ms`],
     [
       "TRUST_DOMAIN",
       { TRUST_DOMAIN: "Bad Domain" },

@@ -139,7 +139,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined> = process
     streamWindowSize: readSize(env, "HTTP2_STREAM_WINDOW_SIZE", d.streamWindowSize, 65_535, MAX_WINDOW),
     connectionWindowSize: readSize(env, "HTTP2_CONNECTION_WINDOW_SIZE", d.connectionWindowSize, 65_535, MAX_WINDOW),
     frameSize: readSize(env, "HTTP2_FRAME_SIZE", d.frameSize, 16_384, 16_777_215), // RFC 9113 §6.5.2
-    certLifetimeMs: readDurationVar(env, "SECRET_TTL", d.certLifetimeMs, 60_000),
+    certLifetimeMs: readDurationVar(env, "SECRET_TTL", d.certLifetimeMs, 2_000),
     // Istio: ISTIO_META_CLUSTER_ID wins over CLUSTER_ID.
     clusterId: get(env, "ISTIO_META_CLUSTER_ID") ?? get(env, "CLUSTER_ID") ?? d.clusterId,
     trustDomain,

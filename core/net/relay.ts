@@ -106,9 +106,13 @@ class RelayImpl implements Relay {
   finish(err?: Error): void {
     if (this.settled) return;
     this.settled = true;
-    if (err) this.result.error = err;
-    if (!this.a.closed) this.a.stream.destroy();
-    if (!this.b.closed) this.b.stream.destroy();
+    if (err) {
+      this.result.error = err;
+      if (!this.a.closed) this.a.stream.destroy();
+      if (!this.b.closed) this.b.stream.destroy();
+    }
+    // A clean finish leaves both sides to close on their own: both FINs are sent, and tearing a
+    // socket down now would turn its last unsent bytes into a reset.
     this.resolve(this.result);
   }
 

@@ -16,6 +16,8 @@ export interface TrackedConnection {
   authz?: { readonly workloadUid: string; readonly attrs: L4Attributes };
   /** Istio response flag to report when ztunnel itself closed the connection (e.g. DENY) */
   closedBy?: string;
+  /** why ztunnel closed it (drain deadline, policy), for the access log */
+  closeReason?: string;
   /** close now: drain past its deadline, a policy that no longer allows it */
   abort(reason: string, responseFlag?: string): void;
 }

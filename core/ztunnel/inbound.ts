@@ -57,6 +57,7 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     startedAt: started,
     abort: (reason, flag) => {
       if (flag) tracked.closedBy = flag;
+      tracked.closeReason = reason;
       tracked.relay?.abort(new Error(reason));
     },
   };
@@ -117,9 +118,9 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
       clientToServerBytes: result.aToB,
       serverToClientBytes: result.bToA,
       durationMs: Date.now() - started,
-      responseFlags: result.error && tracked.closedBy ? tracked.closedBy : "-",
+      responseFlags: tracked.closedBy ?? "-",
       ...(decision?.policy ? { authzPolicy: decision.policy, authzRule: decision.ruleIndex } : {}),
-      ...(result.error && tracked.closedBy ? { error: `${tracked.closedBy}: ${result.error.message}` } : {}),
+      ...(tracked.closeReason ? { error: `closed by ztunnel: ${tracked.closeReason}` } : {}),
     });
   } catch (e) {
     const err = asMeshError(e, ErrorCodes.HBONE_UPSTREAM_CONNECT);

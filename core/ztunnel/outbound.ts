@@ -77,7 +77,12 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
     direction: "outbound",
     workloadUid: source.uid,
     startedAt: started,
-    abort: () => client.destroy(),
+    abort: (reason, flag) => {
+      if (flag) tracked.closedBy = flag;
+      tracked.closeReason = reason;
+      if (tracked.relay) tracked.relay.abort(new Error(reason));
+      else client.destroy();
+    },
   };
   ctx.connections.add(tracked);
   let route: OutboundRoute | undefined;
@@ -150,7 +155,7 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
     tracked.relay = r;
     client.resume();
     const result = await r.done;
-    conn.closed();
+    conn.closed(tracked.closedBy);
     accessLog(ctx.accessLog, {
       direction: "outbound",
       srcAddr,
@@ -165,8 +170,9 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
       clientToServerBytes: result.aToB,
       serverToClientBytes: result.bToA,
       durationMs: Date.now() - started,
-      responseFlags: "-",
+      responseFlags: tracked.closedBy ?? "-",
       ...(tlsVersion ? { tlsVersion } : {}),
+      ...(tracked.closeReason ? { error: `closed by ztunnel: ${tracked.closeReason}` } : {}),
     });
   } catch (e) {
     const err = asMeshError(e, ErrorCodes.UPSTREAM_CONNECT);
