@@ -210,6 +210,51 @@ describe("HBONE engine", () => {
     session.destroy();
   });
 
+  test("an unused pooled connection is released after the idle timeout; a busy one is kept", async () => {
+    const { l } = await echoListener();
+    listeners.push(l);
+    const tuning = { ...DEFAULT_TUNING, poolUnusedReleaseTimeoutMs: 150, keepaliveIntervalMs: 50 };
+    const pool = newPool(tuning);
+    const t = await open(pool, l.port);
+    t.stream.destroy();
+    await Bun.sleep(50);
+    expect(pool.connectionCount).toBe(1);
+    const busyPool = newPool(tuning);
+    const busy = await open(busyPool, l.port);
+    const deadline = Date.now() + 3000;
+    while (pool.connectionCount > 0 && Date.now() < deadline) await Bun.sleep(25);
+    expect(pool.connectionCount).toBe(0);
+    expect(busyPool.connectionCount).toBe(1); // a stream is open, so it stays
+    busy.stream.destroy();
+  });
+
+  test("keepalive: a peer that stops answering PINGs is torn down", async () => {
+    const { l } = await echoListener();
+    listeners.push(l);
+    // A TCP relay we can freeze, standing for a peer that vanished without closing.
+    let frozen = false;
+    const net = await import("node:net");
+    const relaySrv = net.createServer((c) => {
+      const up = net.connect(l.port, HOST);
+      c.on("data", (d) => !frozen && up.write(d));
+      up.on("data", (d) => !frozen && c.write(d));
+      c.on("error", () => up.destroy());
+      up.on("error", () => c.destroy());
+    });
+    await new Promise<void>((r) => relaySrv.listen(0, HOST, r));
+    const port = (relaySrv.address() as { port: number }).port;
+    const pool = newPool({ ...DEFAULT_TUNING, keepaliveIntervalMs: 50, keepaliveTimeoutMs: 300 });
+    const t = await open(pool, port);
+    expect(pool.connectionCount).toBe(1);
+    frozen = true;
+    const closed = new Promise<void>((r) => t.stream.setEvents({ close: () => r() }));
+    const deadline = Date.now() + 3000;
+    while (pool.connectionCount > 0 && Date.now() < deadline) await Bun.sleep(25);
+    expect(pool.connectionCount).toBe(0);
+    await closed; // the tunnel on it was closed too
+    relaySrv.close();
+  });
+
   test("drain sends GOAWAY: open tunnels finish, the pool opens a new connection", async () => {
     const { l } = await echoListener();
     listeners.push(l);
