@@ -4,11 +4,11 @@ import { parseArgs } from "node:util";
 import { MeshError, ErrorCodes } from "../core/errors/index.ts";
 
 export interface FlagSpec {
-  readonly [name: string]: { readonly type: "string" | "boolean"; readonly short?: string };
+  readonly [name: string]: { readonly type: "string" | "boolean"; readonly short?: string; readonly multiple?: boolean };
 }
 
 export type ParsedFlags<S extends FlagSpec> = {
-  [K in keyof S]?: S[K]["type"] extends "boolean" ? boolean : string;
+  [K in keyof S]?: S[K]["multiple"] extends true ? string[] : S[K]["type"] extends "boolean" ? boolean : string;
 } & { help?: boolean };
 
 export function parseFlags<S extends FlagSpec>(command: string, args: readonly string[], spec: S): { flags: ParsedFlags<S>; positionals: string[] } {

@@ -28,6 +28,8 @@ Flags:
   --hbone-port N         port of each local workload's inbound HBONE listener (default 15008; peers
                          always dial 15008, so change it only behind a relay, e.g. in tests)
   --socks5-port N        port of each local workload's SOCKS5 listener (default 15080)
+  --policies FILE        Kubernetes AuthorizationPolicy YAML (security.istio.io/v1), one or many
+                         documents; repeat the flag for more files; watched for changes
 
 Each local workload gets HBONE on <ip>:15008 and SOCKS5 on <ip>:15080.
 SIGTERM or POST /quitquitquit drains (deadline CONNECTION_TERMINATION_DEADLINE, default 5s); a second SIGTERM exits at once.

@@ -16,6 +16,7 @@ const SPEC = {
   "readiness-port": { type: "string" },
   "hbone-port": { type: "string" },
   "socks5-port": { type: "string" },
+  policies: { type: "string", multiple: true },
 } as const;
 
 export async function runRole(argv: string[]): Promise<number> {
@@ -56,6 +57,7 @@ export async function runRole(argv: string[]): Promise<number> {
     metricsPort,
     readinessPort,
     workloadPorts,
+    policyFiles: flags.policies ?? [],
     log,
     accessLog,
     onExit: (code) => process.exit(code),

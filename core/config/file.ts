@@ -20,15 +20,18 @@ function readError(path: string, e: unknown): MeshError {
   return new MeshError(ErrorCodes.CONFIG_INVALID, `cannot read config file ${path}: ${(e as Error).message}`, { cause: e });
 }
 
-/** Decodes and parses file bytes; errors name the file as given. */
-export function parseConfigBytes(data: Uint8Array, path: string): LoadedConfig {
-  let text: string;
+/** Decodes file bytes as UTF-8; CONFIG_PARSE naming the file otherwise. */
+export function decodeConfigText(data: Uint8Array, path: string): string {
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(data);
+    return new TextDecoder("utf-8", { fatal: true }).decode(data);
   } catch (e) {
     throw new MeshError(ErrorCodes.CONFIG_PARSE, `${path}: not valid UTF-8`, { cause: e });
   }
-  return parseLocalConfig(text, path);
+}
+
+/** Decodes and parses file bytes; errors name the file as given. */
+export function parseConfigBytes(data: Uint8Array, path: string): LoadedConfig {
+  return parseLocalConfig(decodeConfigText(data, path), path);
 }
 
 /** Reads the file's bytes, enforcing the size bound; CONFIG_FILE_MISSING when absent. */

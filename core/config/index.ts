@@ -5,7 +5,7 @@ export * from "./model.ts";
 export { parseLocalConfig, type LoadedConfig } from "./load.ts";
 export { buildMeshState, EMPTY_MESH_STATE, type MeshStateInput } from "./state.ts";
 export { StateStore, type StateListener } from "./store.ts";
-export { FileConfigSource, type ConfigLog, type FileConfigSourceOptions } from "./watch.ts";
+export { FileConfigSource, WatchedFile, type ConfigLog, type FileConfigSourceOptions, type WatchedFileOptions } from "./watch.ts";
 export { summarizeState } from "./summary.ts";
 export { readRuntimeEnv, parseDuration, ENV_DEFAULTS, type RuntimeEnv, type LogFormat, type LogLevel } from "./env.ts";
 export { canonicalIp, parseIp, parseCidr, cidrContains, parseNetworkAddress, addressKey, type ParsedIp, type ParsedCidr } from "./addresses.ts";

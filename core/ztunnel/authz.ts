@@ -9,6 +9,9 @@ import type { Logger } from "../telemetry/index.ts";
 export class Authorizer {
   private engine: PolicyEngine;
   private localKeys = "";
+  private local: CompiledPolicy[] = [];
+  /** Kubernetes AuthorizationPolicy documents by file (`--policies`) */
+  private readonly files = new Map<string, readonly CompiledPolicy[]>();
 
   constructor(
     private readonly log: Logger,
@@ -27,11 +30,47 @@ export class Authorizer {
       for (const w of c.warnings) this.log.warn("authorization policy warning", { policy: c.key, warning: w });
       compiled.push(c);
     }
-    this.engine = new PolicyEngine(compiled, {
-      rootNamespace: this.rootNamespace,
-      onWarning: (msg) => this.log.warn("authorization policy warning", { warning: msg }),
-    });
+    if (!this.rebuild(compiled, this.files)) return false;
+    this.local = compiled;
     this.localKeys = keys;
+    return true;
+  }
+
+  /**
+   * Replaces the policies loaded from one Kubernetes YAML file. Throws CONFIG_INVALID (and keeps
+   * the previous set) when they cannot be combined with the rest, e.g. a duplicate policy key.
+   */
+  setFile(path: string, policies: readonly CompiledPolicy[]): void {
+    for (const p of policies) for (const w of p.warnings) this.log.warn("authorization policy warning", { policy: p.key, source: p.source, warning: w });
+    const files = new Map(this.files);
+    files.set(path, policies);
+    const err = this.tryBuild(this.local, files);
+    if (err) throw new MeshError(ErrorCodes.CONFIG_INVALID, `${path}: ${err}`);
+    this.files.set(path, policies);
+  }
+
+  /** The engine over every source, or an error message; the engine in force is unchanged on error. */
+  private tryBuild(local: readonly CompiledPolicy[], files: ReadonlyMap<string, readonly CompiledPolicy[]>): string | undefined {
+    try {
+      const all = [...local];
+      for (const list of files.values()) all.push(...list);
+      this.engine = new PolicyEngine(all, {
+        rootNamespace: this.rootNamespace,
+        onWarning: (msg) => this.log.warn("authorization policy warning", { warning: msg }),
+      });
+      return undefined;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+
+  private rebuild(local: readonly CompiledPolicy[], files: ReadonlyMap<string, readonly CompiledPolicy[]>): boolean {
+    const err = this.tryBuild(local, files);
+    if (err) {
+      // Fail closed would deny everything; instead the last good policy set stays in force.
+      this.log.error("authorization policies rejected; keeping the last good set", { error: err });
+      return false;
+    }
     return true;
   }
 

@@ -1,11 +1,12 @@
 // The ztunnel role: loads config and the CA, issues certificates for the workloads on this node,
 // serves their listeners, follows config changes and certificate rotation, and drains on request.
 import type { TLSSocket } from "node:tls";
-import { FileConfigSource, StateStore, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
+import { FileConfigSource, StateStore, WatchedFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
 import { HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerIdentity, type PeerVerifier } from "../hbone/index.ts";
 import { CertificateManager, loadLocalCa, peerChainFromTlsSocket, verifySvidChain, type LocalCa, type Svid } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
+import { parseAuthorizationPolicies } from "../policy/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
@@ -30,6 +31,8 @@ export interface ZtunnelOptions {
   /** overrides for tests: per-workload listener ports */
   readonly workloadPorts?: WorkloadPorts;
   readonly clusterDomain?: string;
+  /** Kubernetes AuthorizationPolicy YAML files (`--policies`), watched like the config */
+  readonly policyFiles?: readonly string[];
   /** called after drain completes (the CLI exits) */
   readonly onExit?: (code: number) => void;
 }
@@ -52,6 +55,7 @@ export class Ztunnel {
   private readonly pendingCerts = new Set<string>();
   private drainPromise: Promise<number> | undefined;
   private unsubscribe: (() => void) | undefined;
+  private readonly policyFiles: { stop(): void }[] = [];
   private ownPortSet: ReadonlySet<number> = ILLEGAL_PORTS;
 
   constructor(private readonly opts: ZtunnelOptions) {
@@ -83,6 +87,23 @@ export class Ztunnel {
       this.source = new FileConfigSource(this.opts.configPath, this.store, (level, msg, fields) => this.opts.log[level](msg, fields));
       await this.source.start();
       this.authorizer.update(this.store.current());
+      for (const path of this.opts.policyFiles ?? []) {
+        const file = new WatchedFile(
+          path,
+          (text, p) => parseAuthorizationPolicies(text, p),
+          (policies, initial) => {
+            this.authorizer.setFile(path, policies);
+            if (!initial) {
+              this.opts.log.info("authorization policies reloaded", { file: path, policies: policies.length });
+              this.recheckConnections(this.store.current());
+            }
+          },
+          (level, msg, fields) => this.opts.log[level](msg, fields),
+          { kind: "policy file" },
+        );
+        file.start();
+        this.policyFiles.push(file);
+      }
       this.configLoaded = true;
       const publicHost = this.opts.publicHost ?? "0.0.0.0";
       this.admin = await startAdminServers({
@@ -339,6 +360,7 @@ export class Ztunnel {
     this.proxies.clear();
     this.pool?.destroy();
     this.source?.stop();
+    for (const f of this.policyFiles) f.stop();
     this.certs?.stop();
     await this.admin?.stop();
     this.admin = undefined;

@@ -75,3 +75,58 @@ describe("authorization at ztunnel", () => {
     }, 5000, "the missing policy to deny");
   });
 });
+
+describe("Kubernetes AuthorizationPolicy files (--policies)", () => {
+  const subnet = allocSubnet();
+  let mesh: TestMesh;
+  let app: TestServer;
+  let policyPath: string;
+  const denyClient = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-client
+  namespace: default
+spec:
+  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/client"]
+    to:
+    - operation:
+        ports: ["8080"]
+`;
+  beforeAll(async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "mesh-policies-"));
+    policyPath = join(dir, "policies.yaml");
+    writeFileSync(policyPath, "# no policies yet\n");
+    mesh = await TestMesh.start({ config: twoNodeConfig(subnet), nodes: ["node-a", "node-b"], extraArgs: { "node-b": ["--policies", policyPath] } });
+    app = await echoServer(`${subnet}2`, 8080);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await mesh?.stop();
+  });
+
+  test("a DENY document applies live, an invalid edit keeps the last good set", async () => {
+    const ok = await socksConnect({ host: `${subnet}1` }, `${subnet}2`, 8080);
+    expect((await exchange(ok, "before")).toString()).toBe("before");
+    const { writeFileSync, renameSync } = await import("node:fs");
+    writeFileSync(`${policyPath}.tmp`, denyClient);
+    renameSync(`${policyPath}.tmp`, policyPath);
+    await until(async () => {
+      const err = await socksConnect({ host: `${subnet}1` }, `${subnet}2`, 8080).then((s) => (s.destroy(), undefined), (e) => e);
+      return err instanceof SocksError && err.reply === 0x02;
+    }, 5000, "the DENY policy to apply");
+    // an invalid edit: the error names the document and field; the DENY stays in force
+    writeFileSync(`${policyPath}.tmp`, denyClient.replace('ports: ["8080"]', 'ports: ["eighty"]'));
+    renameSync(`${policyPath}.tmp`, policyPath);
+    const line = await mesh.z("node-b").waitForLog((r) => String(r.msg).includes("spec.rules[0].to[0].operation.ports[0]"));
+    expect(String(line.msg)).toContain("deny-client");
+    const still = await socksConnect({ host: `${subnet}1` }, `${subnet}2`, 8080).catch((e) => e);
+    expect(still).toBeInstanceOf(SocksError);
+  });
+});
