@@ -47,7 +47,7 @@ describe("relay", () => {
     const a = new MemoryStream();
     const b = new MemoryStream();
     const seen: [number, number][] = [];
-    const r = relay(a, b, { onBytes: (x, y) => seen.push([x, y]) });
+    const r = relay(a, b, { addBytes: (x, y) => seen.push([x, y]) });
     a.ev.data!(bytes("hello"));
     expect(Buffer.concat(b.written).toString()).toBe("hello");
     a.ev.end!();

@@ -14,9 +14,9 @@ export interface RelayResult {
   error?: Error;
 }
 
-export interface RelayHooks {
-  /** called for every chunk, for live byte metrics */
-  onBytes?(aToB: number, bToA: number): void;
+/** Receives the byte counts of every chunk, for live metrics (a metrics handle fits). */
+export interface RelayMeter {
+  addBytes(aToB: number, bToA: number): void;
 }
 
 export interface Relay {
@@ -77,7 +77,7 @@ class RelayImpl implements Relay {
   private readonly a: Side;
   private readonly b: Side;
 
-  constructor(a: ByteStream, b: ByteStream, private readonly onBytes: RelayHooks["onBytes"]) {
+  constructor(a: ByteStream, b: ByteStream, private readonly meter: RelayMeter | undefined) {
     this.done = new Promise<RelayResult>((r) => (this.resolve = r));
     this.a = new Side(this, a, true);
     this.b = new Side(this, b, false);
@@ -90,10 +90,10 @@ class RelayImpl implements Relay {
   count(fromA: boolean, n: number): void {
     if (fromA) {
       this.result.aToB += n;
-      this.onBytes?.(n, 0);
+      this.meter?.addBytes(n, 0);
     } else {
       this.result.bToA += n;
-      this.onBytes?.(0, n);
+      this.meter?.addBytes(0, n);
     }
   }
 
@@ -121,6 +121,6 @@ class RelayImpl implements Relay {
   }
 }
 
-export function relay(a: ByteStream, b: ByteStream, hooks: RelayHooks = {}): Relay {
-  return new RelayImpl(a, b, hooks.onBytes);
+export function relay(a: ByteStream, b: ByteStream, meter?: RelayMeter): Relay {
+  return new RelayImpl(a, b, meter);
 }

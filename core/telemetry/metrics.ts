@@ -130,16 +130,17 @@ export class MeshMetrics {
   }
 
   private seriesFor(labels: TcpLabels): Series {
-    const resolved = resolveTcpLabels(labels);
+    // Keyed on the raw values (absent and "" both resolve to the same label, so both key as ""):
+    // a connection whose label set is known allocates nothing else here.
     let key = "";
-    for (const name of TCP_LABEL_NAMES) key += `${resolved[name]}\u001f`;
+    for (const name of TCP_LABEL_NAMES) key += `${labels[name] ?? ""}\u001f`;
     let series = this.series.get(key);
     if (!series) {
       if (this.series.size >= MAX_SERIES) {
         this.flushAll();
         this.series.clear();
       }
-      series = new Series(resolved);
+      series = new Series(resolveTcpLabels(labels));
       this.series.set(key, series);
     }
     return series;

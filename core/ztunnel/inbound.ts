@@ -4,11 +4,13 @@
 import type { Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError, hboneStatusFor } from "../errors/index.ts";
 import { forwardedHost, formatBaggage, type InboundTunnel } from "../hbone/index.ts";
-import { connectTcp, relay } from "../net/index.ts";
-import { accessLog, labelsFor } from "../telemetry/index.ts";
-import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { connectTcp } from "../net/index.ts";
+import { labelsFor } from "../telemetry/index.ts";
+import { ProxiedConnection } from "./connection.ts";
+import type { ZtunnelContext } from "./context.ts";
 import type { Decision } from "../policy/index.ts";
 import { reportFailure } from "./report.ts";
+import type { PodDialer } from "./inpod/dialer.ts";
 
 /** Where an accepted tunnel goes: the app port on this workload's address. */
 export function inboundUpstream(ctx: ZtunnelContext, local: Workload, tunnel: InboundTunnel): { ip: string; port: number } {
@@ -35,7 +37,8 @@ export function inboundUpstream(ctx: ZtunnelContext, local: Workload, tunnel: In
   return { ip: tunnel.localAddress, port };
 }
 
-export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, tunnel: InboundTunnel): Promise<void> {
+/** `dialer`: captured mode, where the app is reached inside the pod's namespace from the client's own address. */
+export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, tunnel: InboundTunnel, dialer?: PodDialer): Promise<void> {
   const started = Date.now();
   const state = ctx.state();
   const srcWorkload = state.workloadByAddress(local.network, tunnel.sourceAddress);
@@ -51,17 +54,7 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     mtls: true,
   });
   const srcAddr = `${tunnel.sourceAddress}:${tunnel.sourcePort}`;
-  const tracked: TrackedConnection = {
-    direction: "inbound",
-    workloadUid: local.uid,
-    startedAt: started,
-    abort: (reason, flag) => {
-      if (flag) tracked.closedBy = flag;
-      tracked.closeReason = reason;
-      tracked.relay?.abort(new Error(reason));
-    },
-  };
-  ctx.connections.add(tracked);
+  const live = new ProxiedConnection(ctx, "inbound", local.uid);
   const base = {
     direction: "inbound" as const,
     srcAddr,
@@ -88,8 +81,8 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
       denied = e as MeshError;
       throw e;
     }
-    tracked.authz = { workloadUid: local.uid, attrs };
-    const app = await connectTcp({ hostname: up.ip, port: up.port, timeoutMs: ctx.upstreamConnectTimeoutMs }).catch((e) => {
+    live.authz = { workloadUid: local.uid, attrs };
+    const app = await (dialer ? dialer.tcp(up.ip, up.port, tunnel.sourceAddress) : connectTcp({ hostname: up.ip, port: up.port, timeoutMs: ctx.upstreamConnectTimeoutMs })).catch((e) => {
       throw new MeshError(ErrorCodes.HBONE_UPSTREAM_CONNECT, `cannot connect to the app at ${dstAddr}: ${asMeshError(e).message}`, { cause: e });
     });
     if (tunnel.signal.aborted) {
@@ -106,29 +99,18 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
         canonicalRevision: local.canonicalRevision,
       }),
     });
-    const metrics = ctx.metrics.connectionOpened(labels);
-    const r = relay(stream, app, { onBytes: (up, down) => metrics.addBytes(up, down) });
-    tracked.relay = r;
-    const result = await r.done;
-    metrics.closed(tracked.closedBy);
-    accessLog(ctx.accessLog, {
+    live.run(stream, app, ctx.metrics.connectionOpened(labels), {
       ...base,
       dstAddr,
       dstIdentity: local.identity,
-      clientToServerBytes: result.aToB,
-      serverToClientBytes: result.bToA,
-      durationMs: Date.now() - started,
-      responseFlags: tracked.closedBy ?? "-",
       ...(decision?.policy ? { authzPolicy: decision.policy, authzRule: decision.ruleIndex } : {}),
-      ...(tracked.closeReason ? { error: `closed by ztunnel: ${tracked.closeReason}` } : {}),
     });
   } catch (e) {
+    live.forget();
     const err = asMeshError(e, ErrorCodes.HBONE_UPSTREAM_CONNECT);
     tunnel.reject(hboneStatusFor(err.code));
     const policy = denied?.details.find((d) => d.startsWith("policy="))?.slice(7);
     const rule = denied?.details.find((d) => d.startsWith("rule="))?.slice(5);
     reportFailure(ctx, labels, { ...base, dstAddr, ...(policy && policy !== "-" ? { authzPolicy: policy } : {}), ...(rule && rule !== "-" ? { authzRule: Number(rule) } : {}) }, err, started);
-  } finally {
-    ctx.connections.delete(tracked);
   }
 }

@@ -4,12 +4,14 @@ import { isIP } from "node:net";
 import type { Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError, socksReplyFor } from "../errors/index.ts";
 import { formatBaggage, formatForwarded, newTraceparent } from "../hbone/index.ts";
-import { connectTcp, relay, resolveHost, type ByteStream, type TcpConnection } from "../net/index.ts";
-import { accessLog, labelsFor } from "../telemetry/index.ts";
-import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { connectTcp, resolveHost, type ByteStream, type TcpConnection } from "../net/index.ts";
+import { labelsFor } from "../telemetry/index.ts";
+import { ProxiedConnection } from "./connection.ts";
+import type { ZtunnelContext } from "./context.ts";
 import { reportFailure } from "./report.ts";
 import { decideOutbound, resolveMeshHostname, routeToService, type OutboundRoute } from "./route.ts";
 import { Socks5Handshake, socksReply, type SocksTarget } from "./socks5.ts";
+import type { PodDialer } from "./inpod/dialer.ts";
 
 const SOCKS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -70,21 +72,15 @@ async function resolveTarget(ctx: ZtunnelContext, source: Workload, target: Sock
   return { route: decide(ip, target.port), ip, port: target.port, hostname: target.domain };
 }
 
-async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpConnection, target: SocksTarget, early: Uint8Array): Promise<void> {
+/**
+ * Carries one outbound connection to `target`. Loopback mode (SOCKS5) answers the client with a
+ * SOCKS reply; captured mode passes the pod's `dialer` (upstream sockets in the pod's namespace,
+ * marked) and the client just sees its connection carried or closed.
+ */
+export async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpConnection, target: SocksTarget, early: Uint8Array): Promise<void> {
   const started = Date.now();
   const srcAddr = `${client.remoteAddress}:${client.remotePort}`;
-  const tracked: TrackedConnection = {
-    direction: "outbound",
-    workloadUid: source.uid,
-    startedAt: started,
-    abort: (reason, flag) => {
-      if (flag) tracked.closedBy = flag;
-      tracked.closeReason = reason;
-      if (tracked.relay) tracked.relay.abort(new Error(reason));
-      else client.destroy();
-    },
-  };
-  ctx.connections.add(tracked);
+  const live = new ProxiedConnection(ctx, "outbound", source.uid, client);
   let route: OutboundRoute | undefined;
   let hboneAuthority: string | undefined;
   try {
@@ -133,6 +129,7 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
     }
     if (client.isClosed) {
       upstream.destroy();
+      live.forget();
       return;
     }
     client.write(socksReply(0x00));
@@ -140,7 +137,7 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
     const mtls = route.kind === "hbone";
     const destination = route.destination;
     const service = route.service;
-    const conn = ctx.metrics.connectionOpened(
+    const metrics = ctx.metrics.connectionOpened(
       labelsFor({
         reporter: "source",
         source,
@@ -151,12 +148,7 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
         mtls,
       }),
     );
-    const r = relay(client, upstream, { onBytes: (up, down) => conn.addBytes(up, down) });
-    tracked.relay = r;
-    client.resume();
-    const result = await r.done;
-    conn.closed(tracked.closedBy);
-    accessLog(ctx.accessLog, {
+    live.run(client, upstream, metrics, {
       direction: "outbound",
       srcAddr,
       srcWorkload: source.name,
@@ -167,14 +159,11 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
       ...(service ? { dstService: service.hostname } : {}),
       ...(destination ? { dstWorkload: destination.name, dstNamespace: destination.namespace } : {}),
       ...(peerIdentity ? { dstIdentity: peerIdentity } : {}),
-      clientToServerBytes: result.aToB,
-      serverToClientBytes: result.bToA,
-      durationMs: Date.now() - started,
-      responseFlags: tracked.closedBy ?? "-",
       ...(tlsVersion ? { tlsVersion } : {}),
-      ...(tracked.closeReason ? { error: `closed by ztunnel: ${tracked.closeReason}` } : {}),
     });
+    client.resume();
   } catch (e) {
+    live.forget();
     const err = asMeshError(e, ErrorCodes.UPSTREAM_CONNECT);
     if (!client.isClosed) {
       client.write(socksReply(socksReplyFor(err.code)));
@@ -196,7 +185,5 @@ async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpC
       ...(hboneAuthority ? { dstHboneAddr: hboneAuthority } : {}),
     };
     reportFailure(ctx, labels, record, err, started);
-  } finally {
-    ctx.connections.delete(tracked);
   }
 }

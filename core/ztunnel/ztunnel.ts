@@ -11,6 +11,7 @@ import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
 import { Authorizer } from "./authz.ts";
+import { startHeapHygiene } from "./heap.ts";
 import { ILLEGAL_PORTS } from "./route.ts";
 import { WorkloadProxy, type WorkloadPorts } from "./workload-proxy.ts";
 
@@ -55,6 +56,7 @@ export class Ztunnel {
   private readonly pendingCerts = new Set<string>();
   private drainPromise: Promise<number> | undefined;
   private unsubscribe: (() => void) | undefined;
+  private stopHeapHygiene: (() => void) | undefined;
   private readonly policyFiles: { stop(): void }[] = [];
   private ownPortSet: ReadonlySet<number> = ILLEGAL_PORTS;
 
@@ -118,6 +120,7 @@ export class Ztunnel {
         readiness: createReadinessApp({ readiness: () => this.readiness() }),
       });
       this.refreshOwnPorts();
+      this.stopHeapHygiene = startHeapHygiene();
       await this.reconcile(this.store.current());
       this.unsubscribe = this.store.subscribe((next) => {
         this.reconciling = this.reconciling.then(() => this.reconcile(next)).catch((e) => this.opts.log.error("applying config change failed", { error: asMeshError(e).message }));
@@ -355,6 +358,7 @@ export class Ztunnel {
   async shutdownNow(): Promise<void> {
     this.draining = true;
     this.unsubscribe?.();
+    this.stopHeapHygiene?.();
     for (const c of [...this.connections]) c.abort("shutdown");
     for (const p of this.proxies.values()) p.close();
     this.proxies.clear();
