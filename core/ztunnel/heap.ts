@@ -13,7 +13,7 @@ export function startHeapHygiene(): () => void {
       if (rss < baseline) baseline = rss;
       return;
     }
-    Bun.gc(true);
+    Bun.gc(false);
     baseline = rss;
   }, CHECK_INTERVAL_MS);
   timer.unref?.();
