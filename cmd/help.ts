@@ -6,7 +6,9 @@ Usage:
   mesh --role waypoint ...            (not implemented yet)
   mesh ca init --dir DIR [--trust-domain TD]
   mesh check FILE
-  mesh quickstart [--once]
+  mesh pod add --uid UID --netns PATH [--socket PATH]     (captured mode, Linux, root)
+  mesh pod remove --uid UID [--socket PATH]
+  mesh quickstart [--once] [--captured]
   mesh version
 
 Run 'mesh <command> --help' (or 'mesh --role ztunnel --help') for the flags of one command.
@@ -30,8 +32,15 @@ Flags:
   --socks5-port N        port of each local workload's SOCKS5 listener (default 15080)
   --policies FILE        Kubernetes AuthorizationPolicy YAML (security.istio.io/v1), one or many
                          documents; repeat the flag for more files; watched for changes
+  --captured             captured mode (Linux, root): serve local workloads inside their pods' network
+                         namespaces, handed over with 'mesh pod add' on the pod socket
+  --pod-socket PATH      the pod socket (default /var/run/mesh/ztunnel.sock; implies --captured)
+  --pod-state PATH       where served pods are kept across restarts (default <pod-socket>.pods.json)
+  --resolv-conf PATH     upstream resolvers of the pods' DNS proxy (default /etc/resolv.conf)
 
-Each local workload gets HBONE on <ip>:15008 and SOCKS5 on <ip>:15080.
+Loopback mode: each local workload gets HBONE on <ip>:15008 and SOCKS5 on <ip>:15080.
+Captured mode: each added pod gets, inside its namespace, 15001 (outbound capture), 15006 (inbound
+plaintext), HBONE on <pod ip>:15008 and DNS on 127.0.0.1:15053; restarts re-adopt the pods.
 SIGTERM or POST /quitquitquit drains (deadline CONNECTION_TERMINATION_DEADLINE, default 5s); a second SIGTERM exits at once.
 `,
   waypoint: `mesh --role waypoint: the L7 proxy. Not implemented yet.
@@ -60,6 +69,27 @@ Creates a CA under .mesh/ if missing, starts ztunnels for node-a and node-b from
 an echo app on node-b, sends traffic from a client workload on node-a through the mesh and prints what
 crossed. Stays up until Ctrl-C (which drains everything); --once exits after the check, 0 only if the
 traffic crossed mTLS end to end.
+
+  mesh quickstart --captured [--once]     (Linux, root; needs ip, iptables, ip6tables, curl)
+
+The same demo with real traffic capture: builds network namespaces (mqs-net, mqs-node-a, mqs-node-b,
+mqs-sleep, mqs-echo), runs a ztunnel per node in captured mode, hands both pods over as 'mesh pod add'
+does, and sends plain curl http://echo/ from inside the sleep pod. Ctrl-C removes every namespace.
+`,
+  pod: `mesh pod: hand a pod to the node's ztunnel in captured mode, or take it back (Linux, root)
+
+Usage:
+  mesh pod add --uid UID --netns PATH [--socket PATH]
+  mesh pod remove --uid UID [--netns PATH] [--socket PATH]
+  mesh pod list [--socket PATH]
+
+add      installs the redirect rules inside the network namespace at PATH (e.g. /var/run/netns/NAME or
+         /proc/PID/ns/net) and tells the ztunnel to serve the workload whose uid is UID there. The
+         workload must be in the mesh config with this ztunnel's node. On any failure nothing stays installed.
+remove   tells the ztunnel to stop serving UID and removes the rules: the pod has plain networking again.
+         With --netns, the rules are removed from PATH even when the ztunnel does not serve UID (a pod
+         dropped at a restart, or no ztunnel running).
+--socket the ztunnel's pod socket (default /var/run/mesh/ztunnel.sock; see 'mesh --role ztunnel --help').
 `,
   version: `mesh version: print the version of mesh and of the Bun runtime
 `,

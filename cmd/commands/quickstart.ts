@@ -44,12 +44,16 @@ async function waitReady(port: number, child: { exitCode: number | null }, timeo
 }
 
 export async function runQuickstart(args: string[]): Promise<number> {
-  const { flags, positionals } = parseFlags("mesh quickstart", args, { once: { type: "boolean" } });
+  const { flags, positionals } = parseFlags("mesh quickstart", args, { once: { type: "boolean" }, captured: { type: "boolean" } });
   if (flags.help) {
     process.stdout.write(helpFor("quickstart"));
     return 0;
   }
   noPositionals("mesh quickstart", positionals);
+  if (flags.captured) {
+    const { runCapturedQuickstart } = await import("./quickstart-captured.ts");
+    return runCapturedQuickstart({ once: flags.once === true });
+  }
   const home = resolve(".mesh");
   const caDir = join(home, "ca");
   const logDir = join(home, "logs");

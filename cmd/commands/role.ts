@@ -2,7 +2,7 @@
 import { readRuntimeEnv } from "../../core/config/index.ts";
 import { MeshError, ErrorCodes, formatForCli } from "../../core/errors/index.ts";
 import { createLogger } from "../../core/telemetry/index.ts";
-import { Ztunnel } from "../../core/ztunnel/index.ts";
+import { DEFAULT_POD_SOCKET, Ztunnel } from "../../core/ztunnel/index.ts";
 import { noPositionals, parseFlags, portFlag, requireFlag } from "../flags.ts";
 import { helpFor } from "../help.ts";
 
@@ -17,6 +17,10 @@ const SPEC = {
   "hbone-port": { type: "string" },
   "socks5-port": { type: "string" },
   policies: { type: "string", multiple: true },
+  captured: { type: "boolean" },
+  "pod-socket": { type: "string" },
+  "pod-state": { type: "string" },
+  "resolv-conf": { type: "string" },
 } as const;
 
 export async function runRole(argv: string[]): Promise<number> {
@@ -58,6 +62,10 @@ export async function runRole(argv: string[]): Promise<number> {
     readinessPort,
     workloadPorts,
     policyFiles: flags.policies ?? [],
+    // Captured mode: --captured (default socket) or an explicit --pod-socket.
+    ...(flags.captured || flags["pod-socket"] ? { podSocket: flags["pod-socket"] ?? DEFAULT_POD_SOCKET } : {}),
+    ...(flags["pod-state"] ? { podStatePath: flags["pod-state"] } : {}),
+    ...(flags["resolv-conf"] ? { resolvConfPath: flags["resolv-conf"] } : {}),
     log,
     accessLog,
     onExit: (code) => process.exit(code),

@@ -56,6 +56,10 @@ export const ErrorCodes = {
   // traffic capture (Linux: network namespaces, socket options)
   NETNS_FAILED: "NETNS_FAILED",
   SOCKET_OPTION_FAILED: "SOCKET_OPTION_FAILED",
+  // captured mode: pod hand-off (`mesh pod add|remove`) and redirect rules
+  POD_UNKNOWN_WORKLOAD: "POD_UNKNOWN_WORKLOAD",
+  POD_SOCKET_UNAVAILABLE: "POD_SOCKET_UNAVAILABLE",
+  CAPTURE_RULES_FAILED: "CAPTURE_RULES_FAILED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -13,6 +13,7 @@ import {
   type H2ClientStream,
   type H2Headers,
   type TlsIdentity,
+  type HboneTransport,
 } from "../net/index.ts";
 import { keepalive } from "./keepalive.ts";
 import { clientSettings, type HboneTuning } from "./settings.ts";
@@ -35,6 +36,8 @@ export interface OutboundTunnelRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** bind the TCP connection to this local address (loopback mode: the source workload's IP) */
   readonly bindAddress?: string;
+  /** dial the TCP connection this way instead (captured mode: inside the source pod's namespace, marked) */
+  readonly transport?: () => Promise<HboneTransport>;
 }
 
 export interface OutboundTunnel {
@@ -174,6 +177,7 @@ export class HbonePool {
       port: req.key.port,
       identity: req.identity,
       ...(req.bindAddress ? { localAddress: req.bindAddress } : {}),
+      ...(req.transport ? { transport: await req.transport() } : {}),
       settings: clientSettings(t),
       localWindowSize: t.streamWindowSize,
       timeoutMs: t.connectTimeoutMs,

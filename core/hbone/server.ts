@@ -61,6 +61,8 @@ export interface InboundTunnel {
 export interface HboneListenerOptions {
   hostname: string;
   port: number;
+  /** serve on this already bound listening socket (captured mode: bound inside the pod's namespace) */
+  fd?: number;
   identity: TlsIdentity;
   tuning: HboneTuning;
   verifier: PeerVerifier;
@@ -95,6 +97,7 @@ export class HboneListener {
     l.handle = await listenHbone({
       hostname: opts.hostname,
       port: opts.port,
+      ...(opts.fd !== undefined ? { fd: opts.fd } : {}),
       identity: opts.identity,
       settings: serverSettings(opts.tuning),
       localWindowSize: opts.tuning.streamWindowSize,

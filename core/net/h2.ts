@@ -2,6 +2,7 @@
 // contexts or HTTP/2 sessions; core/hbone builds the protocol on top of what it returns.
 import http2 from "node:http2";
 import tls from "node:tls";
+import type { Duplex } from "node:stream";
 import { MeshError, ErrorCodes } from "../errors/index.ts";
 
 export type H2Session = http2.Http2Session;
@@ -38,6 +39,8 @@ export interface HboneServerHandle {
 export interface HboneServerOptions {
   hostname: string;
   port: number;
+  /** An already bound listening socket to serve on (captured mode: opened inside a pod's namespace). */
+  fd?: number;
   identity: TlsIdentity;
   settings: H2Settings;
   /** The per-session receive window; must equal settings.initialWindowSize (Bun bug, reference/bun.md §2.3). */
@@ -85,7 +88,7 @@ export function listenHbone(opts: HboneServerOptions): Promise<HboneServerHandle
       else reject(new MeshError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${where}: ${e.message}`, { cause: e }));
     };
     server.once("error", onError);
-    server.listen({ host: opts.hostname, port: opts.port, exclusive: true }, () => {
+    server.listen(opts.fd !== undefined ? { fd: opts.fd } : { host: opts.hostname, port: opts.port, exclusive: true }, () => {
       server.off("error", onError);
       server.on("error", () => {});
       const addr = server.address();
@@ -117,6 +120,8 @@ export interface HboneConnectOptions {
   identity: TlsIdentity;
   /** Local address to bind (the source workload's IP in loopback mode). */
   localAddress?: string;
+  /** A connected stream to run TLS over instead of dialing (captured mode: a socket in the pod's namespace). */
+  transport?: Duplex;
   settings: H2Settings;
   localWindowSize: number;
   timeoutMs: number;
@@ -162,9 +167,9 @@ export function connectHbone(opts: HboneConnectOptions): Promise<{ session: H2Cl
       maxSessionMemory: 64,
       createConnection: () => {
         socket = tls.connect({
-          host: opts.address,
-          port: opts.port,
-          ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+          ...(opts.transport
+            ? { socket: opts.transport }
+            : { host: opts.address, port: opts.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }),
           key: opts.identity.keyPem,
           cert: opts.identity.certChainPem,
           ca: opts.identity.rootPem,

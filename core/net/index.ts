@@ -3,7 +3,7 @@
 // (reference/bun.md) are handled in one place.
 export { listenTcp, connectTcp, TcpConnection, type TcpListener } from "./tcp.ts";
 export { DuplexByteStream, ignoreError, type ByteStream, type ByteStreamEvents } from "./stream.ts";
-export { relay, type Relay, type RelayResult, type RelayHooks } from "./relay.ts";
+export { relay, type Relay, type RelayResult, type RelayMeter } from "./relay.ts";
 export { serveHttp, type HttpListener, type FetchHandler } from "./http.ts";
 export {
   listenHbone,
@@ -36,4 +36,18 @@ export {
   isLinuxCaptureSupported,
   startTcpConnect,
   socketError,
+  listenSocket,
+  tcpState,
+  closeFd,
 } from "./linux.ts";
+export {
+  listenTcpInNetns,
+  listenFdInNetns,
+  connectTcpInNetns,
+  connectTransportInNetns,
+  type HboneTransport,
+  type NetnsConnectOptions,
+  type AddressPort,
+} from "./netns.ts";
+export { bindUdp, udpExchange, MAX_DATAGRAM, type UdpListener, type UdpPeer } from "./udp.ts";
+export { serveUnixLines, requestUnixLine, unixSocketAnswers, MAX_LINE_BYTES, type UnixLineServer } from "./unix.ts";

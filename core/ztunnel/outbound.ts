@@ -77,7 +77,7 @@ async function resolveTarget(ctx: ZtunnelContext, source: Workload, target: Sock
  * SOCKS reply; captured mode passes the pod's `dialer` (upstream sockets in the pod's namespace,
  * marked) and the client just sees its connection carried or closed.
  */
-export async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpConnection, target: SocksTarget, early: Uint8Array): Promise<void> {
+export async function handleRequest(ctx: ZtunnelContext, source: Workload, client: TcpConnection, target: SocksTarget, early: Uint8Array, dialer?: PodDialer): Promise<void> {
   const started = Date.now();
   const srcAddr = `${client.remoteAddress}:${client.remotePort}`;
   const live = new ProxiedConnection(ctx, "outbound", source.uid, client);
@@ -93,7 +93,8 @@ export async function handleRequest(ctx: ZtunnelContext, source: Workload, clien
     let tlsVersion: string | undefined;
     if (route.kind === "hbone") {
       hboneAuthority = route.authority;
-      const sourceIp = client.localAddress;
+      const sourceIp = dialer ? dialer.podIp : client.localAddress;
+      const hop = { address: route.address, port: route.port };
       const tunnel = await ctx.pool.open({
         key: {
           sourceIdentity: source.identity,
@@ -118,21 +119,23 @@ export async function handleRequest(ctx: ZtunnelContext, source: Workload, clien
           forwarded: formatForwarded(client.remoteAddress, client.remotePort, route.service?.hostname ?? resolved.hostname),
           traceparent: newTraceparent(),
         },
-        // Loopback mode: the tunnel leaves from the workload's own address, so the peer sees it.
-        bindAddress: sourceIp,
+        // The tunnel leaves from the workload's own address, so the peer sees it.
+        ...(dialer ? { transport: () => dialer.hboneTransport(hop.address, hop.port) } : { bindAddress: sourceIp }),
       });
       upstream = tunnel.stream;
       peerIdentity = tunnel.peer.identity;
       tlsVersion = tunnel.tlsVersion;
     } else {
-      upstream = await connectTcp({ hostname: route.address, port: route.port, timeoutMs: ctx.upstreamConnectTimeoutMs });
+      upstream = dialer
+        ? await dialer.tcp(route.address, route.port)
+        : await connectTcp({ hostname: route.address, port: route.port, timeoutMs: ctx.upstreamConnectTimeoutMs });
     }
     if (client.isClosed) {
       upstream.destroy();
       live.forget();
       return;
     }
-    client.write(socksReply(0x00));
+    if (!dialer) client.write(socksReply(0x00));
     if (early.byteLength > 0) upstream.write(early);
     const mtls = route.kind === "hbone";
     const destination = route.destination;
@@ -165,7 +168,8 @@ export async function handleRequest(ctx: ZtunnelContext, source: Workload, clien
   } catch (e) {
     live.forget();
     const err = asMeshError(e, ErrorCodes.UPSTREAM_CONNECT);
-    if (!client.isClosed) {
+    if (!client.isClosed && dialer) client.destroy();
+    else if (!client.isClosed) {
       client.write(socksReply(socksReplyFor(err.code)));
       client.end();
     }

@@ -14,6 +14,7 @@ import { Authorizer } from "./authz.ts";
 import { startHeapHygiene } from "./heap.ts";
 import { ILLEGAL_PORTS } from "./route.ts";
 import { WorkloadProxy, type WorkloadPorts } from "./workload-proxy.ts";
+import { InpodManager, type InpodProxy } from "./inpod/index.ts";
 
 export const VERSION = "0.1.0";
 
@@ -36,6 +37,12 @@ export interface ZtunnelOptions {
   readonly policyFiles?: readonly string[];
   /** called after drain completes (the CLI exits) */
   readonly onExit?: (code: number) => void;
+  /** captured mode: serve local workloads in their pods' namespaces, handed over on this unix socket */
+  readonly podSocket?: string;
+  /** captured mode: where served pods are persisted (default `<podSocket>.pods.json`) */
+  readonly podStatePath?: string;
+  /** the node's resolver configuration for the DNS proxy (default /etc/resolv.conf) */
+  readonly resolvConfPath?: string;
 }
 
 export class Ztunnel {
@@ -45,7 +52,8 @@ export class Ztunnel {
   private certs!: CertificateManager;
   private pool!: HbonePool;
   private admin: AdminServers | undefined;
-  private readonly proxies = new Map<string, WorkloadProxy>();
+  private readonly proxies = new Map<string, WorkloadProxy | InpodProxy>();
+  private inpod: InpodManager | undefined;
   private readonly connections = new Set<TrackedConnection>();
   private readonly metrics = new MeshMetrics({ component: "ztunnel", version: VERSION });
   private authorizer!: Authorizer;
@@ -121,6 +129,7 @@ export class Ztunnel {
       });
       this.refreshOwnPorts();
       this.stopHeapHygiene = startHeapHygiene();
+      if (this.opts.podSocket) this.inpod = await InpodManager.start(this.inpodOptions(this.opts.podSocket));
       await this.reconcile(this.store.current());
       this.unsubscribe = this.store.subscribe((next) => {
         this.reconciling = this.reconciling.then(() => this.reconcile(next)).catch((e) => this.opts.log.error("applying config change failed", { error: asMeshError(e).message }));
@@ -189,7 +198,26 @@ export class Ztunnel {
   }
 
   private localWorkloads(state: MeshState): Workload[] {
-    return [...state.workloads.values()].filter((w) => w.node === this.opts.node);
+    // Captured mode serves only the local workloads whose pods were handed over.
+    const served = (w: Workload) => !this.opts.podSocket || (this.inpod?.has(w.uid) ?? false);
+    return [...state.workloads.values()].filter((w) => w.node === this.opts.node && served(w));
+  }
+
+  private inpodOptions(socketPath: string): Parameters<typeof InpodManager.start>[0] {
+    return {
+      socketPath,
+      ...(this.opts.podStatePath ? { statePath: this.opts.podStatePath } : {}),
+      ...(this.opts.resolvConfPath ? { resolvConfPath: this.opts.resolvConfPath } : {}),
+      node: this.opts.node,
+      log: this.opts.log,
+      state: () => this.store.current(),
+      served: (uid) => this.proxies.has(uid),
+      // After any reconcile in progress; never rejects (failures are logged and show as not served).
+      reconcile: () => {
+        this.reconciling = this.reconciling.then(() => this.reconcile(this.store.current())).catch((e) => this.opts.log.error("applying a pod change failed", { error: asMeshError(e).message }));
+        return this.reconciling;
+      },
+    };
   }
 
   /** Bring listeners in line with the state: start new workloads, stop removed ones. */
@@ -199,6 +227,7 @@ export class Ztunnel {
     this.recheckConnections(state);
     const ctx = this.context();
     const wanted = new Map(this.localWorkloads(state).map((w) => [w.uid, w]));
+    for (const uid of this.pendingCerts) if (!wanted.has(uid)) this.pendingCerts.delete(uid);
     for (const [uid, proxy] of this.proxies) {
       const next = wanted.get(uid);
       if (next && proxy.compatibleWith(next)) {
@@ -214,7 +243,7 @@ export class Ztunnel {
       try {
         await this.certs.ensure(w.identity);
         this.pendingCerts.delete(w.uid);
-        const proxy = await WorkloadProxy.start(ctx, w, this.opts.workloadPorts);
+        const proxy = this.inpod ? await this.inpod.startProxy(ctx, w) : await WorkloadProxy.start(ctx, w, this.opts.workloadPorts);
         this.proxies.set(w.uid, proxy);
         this.opts.log.info("serving workload", { workload: w.name, namespace: w.namespace, identity: w.identity, addresses: w.workloadIps });
       } catch (e) {
@@ -271,7 +300,7 @@ export class Ztunnel {
   }
 
   /** A workload that left: stop accepting now, let its open connections finish within the deadline. */
-  private retire(proxy: WorkloadProxy): void {
+  private retire(proxy: WorkloadProxy | InpodProxy): void {
     proxy.drain();
     const uid = proxy.workload.uid;
     const timer = setTimeout(() => {
@@ -326,6 +355,7 @@ export class Ztunnel {
       certificates: this.certs?.snapshot() ?? [],
       pool: this.pool ? this.poolStats : undefined,
       connections: this.connections.size,
+      ...(this.inpod ? { pods: this.inpod.describe() } : {}),
     };
   }
 
@@ -359,6 +389,7 @@ export class Ztunnel {
     this.draining = true;
     this.unsubscribe?.();
     this.stopHeapHygiene?.();
+    this.inpod?.stop();
     for (const c of [...this.connections]) c.abort("shutdown");
     for (const p of this.proxies.values()) p.close();
     this.proxies.clear();

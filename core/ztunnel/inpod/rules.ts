@@ -6,8 +6,8 @@
 // app's replies carrying it are routed back into the namespace (table 100: everything is local)
 // so they reach ztunnel's transparent socket instead of leaving the pod.
 //
-// Installed with one iptables-restore (--noflush: other rules of the pod are kept) into chains of
-// our own, then the ip rule and route. Any failure removes whatever went in: nothing half-done
+// Installed with iptables-restore and ip6tables-restore (--noflush: other rules of the pod are
+// kept) into chains of our own, then the ip rules and routes, for IPv4 and IPv6 alike. Any failure removes whatever went in: nothing half-done
 // stays behind.
 import { ErrorCodes, MeshError } from "../../errors/index.ts";
 import { withNetns } from "../../net/index.ts";
@@ -21,12 +21,18 @@ const ROUTE_TABLE = "100";
 const RULE_PREF = "32764";
 /** kubelet probes, SNATed to this address by istio-cni on the node, are never captured */
 const PROBE_SNAT = "169.254.7.127";
+const PROBE_SNAT_V6 = "fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128";
 const CHAIN_PRERT = "MESH_PRERT";
 const CHAIN_OUTPUT = "MESH_OUTPUT";
 
-/** The rules as iptables-restore input (IPv4). */
-export function redirectRules(): string {
+/**
+ * The rules as iptables-restore (family 4) or ip6tables-restore (family 6) input. Both families
+ * are always installed: a pod with an IPv6 route must not have a way around the mesh.
+ */
+export function redirectRules(family: 4 | 6 = 4): string {
   const P = INPOD_PORTS;
+  const lo = family === 4 ? "127.0.0.1/32" : "::1/128";
+  const probe = family === 4 ? `${PROBE_SNAT}/32` : PROBE_SNAT_V6;
   return [
     "*mangle",
     `:${CHAIN_PRERT} - [0:0]`,
@@ -41,15 +47,15 @@ export function redirectRules(): string {
     `:${CHAIN_OUTPUT} - [0:0]`,
     `-A PREROUTING -j ${CHAIN_PRERT}`,
     `-A OUTPUT -j ${CHAIN_OUTPUT}`,
-    `-A ${CHAIN_PRERT} -s ${PROBE_SNAT}/32 -p tcp -m tcp -j ACCEPT`,
-    `-A ${CHAIN_PRERT} ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport ${P.hbone} -m mark ! --mark ${MARK} -j REDIRECT --to-ports ${P.inboundPlaintext}`,
-    `-A ${CHAIN_OUTPUT} -d ${PROBE_SNAT}/32 -p tcp -m tcp -j ACCEPT`,
+    `-A ${CHAIN_PRERT} -s ${probe} -p tcp -m tcp -j ACCEPT`,
+    `-A ${CHAIN_PRERT} ! -d ${lo} -p tcp -m tcp ! --dport ${P.hbone} -m mark ! --mark ${MARK} -j REDIRECT --to-ports ${P.inboundPlaintext}`,
+    `-A ${CHAIN_OUTPUT} -d ${probe} -p tcp -m tcp -j ACCEPT`,
     `-A ${CHAIN_OUTPUT} ! -o lo -p udp -m mark ! --mark ${MARK} -m udp --dport 53 -j REDIRECT --to-ports ${P.dns}`,
-    `-A ${CHAIN_OUTPUT} ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -m mark ! --mark ${MARK} -j REDIRECT --to-ports ${P.dns}`,
+    `-A ${CHAIN_OUTPUT} ! -d ${lo} -p tcp -m tcp --dport 53 -m mark ! --mark ${MARK} -j REDIRECT --to-ports ${P.dns}`,
     `-A ${CHAIN_OUTPUT} -p tcp -m mark --mark ${CONNMARK} -j ACCEPT`,
     // The app calling its own pod address stays inside the pod, uncaptured (istio does the same).
-    `-A ${CHAIN_OUTPUT} ! -d 127.0.0.1/32 -o lo -j ACCEPT`,
-    `-A ${CHAIN_OUTPUT} ! -d 127.0.0.1/32 -p tcp -m mark ! --mark ${MARK} -j REDIRECT --to-ports ${P.outbound}`,
+    `-A ${CHAIN_OUTPUT} ! -d ${lo} -o lo -j ACCEPT`,
+    `-A ${CHAIN_OUTPUT} ! -d ${lo} -p tcp -m mark ! --mark ${MARK} -j REDIRECT --to-ports ${P.outbound}`,
     "COMMIT",
     "",
   ].join("\n");
@@ -84,7 +90,8 @@ function ruleFailure(netnsPath: string, step: string, r: RunResult | Error): Mes
 /** Whether our chains exist in the namespace. */
 export async function redirectRulesInstalled(netnsPath: string): Promise<boolean> {
   const r = await runIn(netnsPath, ["iptables", "-w", "5", "-t", "nat", "-S", CHAIN_OUTPUT]);
-  return r.code === 0;
+  if (r.code === 0) return true;
+  return (await runIn(netnsPath, ["ip6tables", "-w", "5", "-t", "nat", "-S", CHAIN_OUTPUT])).code === 0;
 }
 
 /**
@@ -100,9 +107,12 @@ export async function installRedirectRules(netnsPath: string): Promise<{ already
   }
   if (installed) return { alreadyInstalled: true };
   const steps: [string, string[], string?][] = [
-    ["iptables-restore", ["iptables-restore", "-w", "5", "--noflush"], redirectRules()],
+    ["iptables-restore", ["iptables-restore", "-w", "5", "--noflush"], redirectRules(4)],
+    ["ip6tables-restore", ["ip6tables-restore", "-w", "5", "--noflush"], redirectRules(6)],
     ["ip route (table 100)", ["ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", ROUTE_TABLE]],
     ["ip rule (fwmark 0x111)", ["ip", "rule", "add", "fwmark", CONNMARK, "pref", RULE_PREF, "lookup", ROUTE_TABLE]],
+    ["ip -6 route (table 100)", ["ip", "-6", "route", "replace", "local", "::/0", "dev", "lo", "table", ROUTE_TABLE]],
+    ["ip -6 rule (fwmark 0x111)", ["ip", "-6", "rule", "add", "fwmark", CONNMARK, "pref", RULE_PREF, "lookup", ROUTE_TABLE]],
   ];
   for (const [what, argv, stdin] of steps) {
     let r: RunResult;
@@ -123,21 +133,25 @@ export async function installRedirectRules(netnsPath: string): Promise<{ already
 /** Removes every rule, chain, ip rule and route of ours; absent pieces are fine. Returns whether our chains were there. */
 export async function removeRedirectRules(netnsPath: string): Promise<{ wasInstalled: boolean }> {
   const wasInstalled = await redirectRulesInstalled(netnsPath);
-  const ipt = (args: string[]) => runIn(netnsPath, ["iptables", "-w", "5", ...args]);
-  for (const [table, chain, builtin] of [
-    ["mangle", CHAIN_PRERT, "PREROUTING"],
-    ["mangle", CHAIN_OUTPUT, "OUTPUT"],
-    ["nat", CHAIN_PRERT, "PREROUTING"],
-    ["nat", CHAIN_OUTPUT, "OUTPUT"],
-  ] as const) {
-    // A jump may have been added twice by hand; delete until none is left.
-    for (let i = 0; i < 8; i++) if ((await ipt(["-t", table, "-D", builtin, "-j", chain])).code !== 0) break;
-    await ipt(["-t", table, "-F", chain]);
-    await ipt(["-t", table, "-X", chain]);
+  for (const bin of ["iptables", "ip6tables"]) {
+    const ipt = (args: string[]) => runIn(netnsPath, [bin, "-w", "5", ...args]);
+    for (const [table, chain, builtin] of [
+      ["mangle", CHAIN_PRERT, "PREROUTING"],
+      ["mangle", CHAIN_OUTPUT, "OUTPUT"],
+      ["nat", CHAIN_PRERT, "PREROUTING"],
+      ["nat", CHAIN_OUTPUT, "OUTPUT"],
+    ] as const) {
+      // A jump may have been added twice by hand; delete until none is left.
+      for (let i = 0; i < 8; i++) if ((await ipt(["-t", table, "-D", builtin, "-j", chain])).code !== 0) break;
+      await ipt(["-t", table, "-F", chain]);
+      await ipt(["-t", table, "-X", chain]);
+    }
   }
-  for (let i = 0; i < 8; i++) {
-    if ((await runIn(netnsPath, ["ip", "rule", "del", "fwmark", CONNMARK, "pref", RULE_PREF, "lookup", ROUTE_TABLE])).code !== 0) break;
+  for (const [fam, any] of [["-4", "0.0.0.0/0"], ["-6", "::/0"]] as const) {
+    for (let i = 0; i < 8; i++) {
+      if ((await runIn(netnsPath, ["ip", fam, "rule", "del", "fwmark", CONNMARK, "pref", RULE_PREF, "lookup", ROUTE_TABLE])).code !== 0) break;
+    }
+    await runIn(netnsPath, ["ip", fam, "route", "del", "local", any, "dev", "lo", "table", ROUTE_TABLE]);
   }
-  await runIn(netnsPath, ["ip", "route", "del", "local", "0.0.0.0/0", "dev", "lo", "table", ROUTE_TABLE]);
   return { wasInstalled };
 }
