@@ -84,6 +84,45 @@ function header(mode: number, length: number): Buffer {
   return h;
 }
 
+/** A completion settled once, by `settle()` (done) or `settle(err)`; later calls are ignored. */
+interface Once {
+  readonly done: Promise<void>;
+  readonly settle: (err?: Error) => void;
+}
+
+function once(): Once {
+  let settle!: (err?: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    let finished = false;
+    settle = (err) => {
+      if (finished) return;
+      finished = true;
+      if (err) reject(err);
+      else resolve();
+    };
+  });
+  // Keep an early failure from becoming an unhandled rejection before anyone awaits.
+  done.catch(() => {});
+  return { done, settle };
+}
+
+/**
+ * Writes `request` whole, then waits for `reply` for at most `timeoutMs`; on failure the socket is
+ * terminated and the error thrown.
+ */
+async function requestReply(sock: BenchSocket, request: Uint8Array, reply: Once, timeoutMs: number, errors: { timeout: string; shortWrite: string }): Promise<void> {
+  const timer = setTimeout(() => reply.settle(new Error(errors.timeout)), timeoutMs);
+  try {
+    if (sock.write(request) !== request.length) throw new Error(errors.shortWrite);
+    await reply.done;
+  } catch (e) {
+    sock.terminate();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server app
 
@@ -185,25 +224,14 @@ class TransferStream {
   sock: BenchSocket | undefined;
   private sent = 0;
   private received = 0;
-  private finished = false;
-  readonly done: Promise<void>;
-  private settle!: (err?: Error) => void;
+  private readonly completion = once();
+  readonly done = this.completion.done;
+  private readonly settle = this.completion.settle;
 
   constructor(
     readonly dir: "up" | "down",
     readonly total: number,
-  ) {
-    this.done = new Promise<void>((resolve, reject) => {
-      this.settle = (err) => {
-        if (this.finished) return;
-        this.finished = true;
-        if (err) reject(err);
-        else resolve();
-      };
-    });
-    // Keep an early failure from becoming an unhandled rejection before anyone awaits.
-    this.done.catch(() => {});
-  }
+  ) {}
 
   readonly handlers: StreamHandlers = {
     data: (chunk) => {
@@ -295,16 +323,7 @@ async function latency(entry: Entry, count: number, warmup: number, size: number
   let got = 0;
   let t0 = 0;
   let writer: QueuedWriter | undefined;
-  let settle!: (err?: Error) => void;
-  const done = new Promise<void>((resolve, reject) => {
-    let finished = false;
-    settle = (err) => {
-      if (finished) return;
-      finished = true;
-      if (err) reject(err);
-      else resolve();
-    };
-  });
+  const { done, settle } = once();
   const send = () => {
     t0 = performance.now();
     if (!writer?.send(payload)) settle(new Error("socket closed"));
@@ -349,19 +368,10 @@ async function latency(entry: Entry, count: number, warmup: number, size: number
 
 async function oneShot(entry: Entry, request: Buffer, timeoutMs: number): Promise<void> {
   let got = 0;
-  let settle!: (err?: Error) => void;
   let closed!: () => void;
   const whenClosed = new Promise<void>((r) => (closed = r));
-  const answered = new Promise<void>((resolve, reject) => {
-    let finished = false;
-    settle = (err) => {
-      if (finished) return;
-      finished = true;
-      if (err) reject(err);
-      else resolve();
-    };
-  });
-  answered.catch(() => {});
+  const answered = once();
+  const { settle } = answered;
   const sock = await dial(
     entry,
     {
@@ -377,16 +387,7 @@ async function oneShot(entry: Entry, request: Buffer, timeoutMs: number): Promis
     },
     timeoutMs,
   );
-  const timer = setTimeout(() => settle(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
-  try {
-    if (sock.write(request) !== request.length) throw new Error("short write of the request");
-    await answered;
-  } catch (e) {
-    sock.terminate();
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
+  await requestReply(sock, request, answered, timeoutMs, { timeout: `no response within ${timeoutMs} ms`, shortWrite: "short write of the request" });
   sock.end();
   await Promise.race([whenClosed, Bun.sleep(2000)]);
 }
@@ -446,32 +447,14 @@ async function connRate(entry: Entry, concurrency: number, durationMs: number, s
 // Idle connections: open N tunnels, a byte each way, hold them until told (or hold-ms passes).
 
 async function openIdle(entry: Entry): Promise<BenchSocket> {
-  let settle!: (err?: Error) => void;
-  const echoed = new Promise<void>((resolve, reject) => {
-    let finished = false;
-    settle = (err) => {
-      if (finished) return;
-      finished = true;
-      if (err) reject(err);
-      else resolve();
-    };
-  });
-  echoed.catch(() => {});
+  const echoed = once();
+  const { settle } = echoed;
   const sock = await dial(
     entry,
     { data: () => settle(), drain() {}, close: (err) => settle(err ?? new Error("closed")) },
     15_000,
   );
-  const timer = setTimeout(() => settle(new Error("no echo within 15 s")), 15_000);
-  try {
-    if (sock.write(Uint8Array.of(MODE_ECHO, 0x78)) !== 2) throw new Error("short write");
-    await echoed;
-  } catch (e) {
-    sock.terminate();
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
+  await requestReply(sock, Uint8Array.of(MODE_ECHO, 0x78), echoed, 15_000, { timeout: "no echo within 15 s", shortWrite: "short write" });
   return sock;
 }
 

@@ -8,8 +8,8 @@
 // a matching ALLOW, and an L7 request at the waypoint layer.
 
 import { parseArgs } from "node:util";
-import type { Workload } from "../core/config/index.ts";
 import { parseAuthorizationPolicies, PolicyEngine, type L4Attributes, type RequestAttributes } from "../core/policy/index.ts";
+import { workloadFixture } from "../test/harness/workload.ts";
 
 const { values: args } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
 const ITERATIONS = args.quick ? 100_000 : 1_000_000;
@@ -49,33 +49,7 @@ function buildYaml(total: number): string {
   return out;
 }
 
-const WORKLOAD: Workload = {
-  uid: "cluster1//v1/Pod/default/echo-0",
-  name: "echo-0",
-  namespace: "default",
-  serviceAccount: "echo",
-  trustDomain: "cluster.local",
-  workloadIps: ["10.0.1.7"],
-  hostname: "",
-  protocol: "HBONE",
-  node: "node-a",
-  network: "",
-  clusterId: "Kubernetes",
-  canonicalName: "echo",
-  canonicalRevision: "v1",
-  workloadName: "echo",
-  workloadType: "deployment",
-  locality: { region: "", zone: "", subzone: "" },
-  status: "Healthy",
-  capacity: 1,
-  authorizationPolicies: [],
-  services: new Map(),
-  labels: new Map([
-    ["app", "echo"],
-    ["tier", "backend"],
-  ]),
-  identity: "spiffe://cluster.local/ns/default/sa/echo",
-};
+const WORKLOAD = workloadFixture({ name: "echo-0", serviceAccount: "echo", labels: { app: "echo", tier: "backend" } });
 
 // A spread of sources per scenario so the loop is not one constant input.
 function connections(kind: "allow" | "deny" | "nomatch"): L4Attributes[] {

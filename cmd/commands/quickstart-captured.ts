@@ -3,13 +3,13 @@
 // pod on node-a and an echo pod on node-b), runs a ztunnel per node in captured mode, hands both
 // pods over with the same code as `mesh pod add`, and sends plain `curl` from the sleep pod to
 // http://echo/: no proxy settings, no SOCKS, DNS answered by the ztunnel. Ctrl-C tears it all down.
-import { createWriteStream, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ErrorCodes, MeshError } from "../../core/errors/index.ts";
-import { initLocalCa } from "../../core/identity/index.ts";
 import { serveHttp, withNetns, type HttpListener } from "../../core/net/index.ts";
 import { addPod } from "../../core/ztunnel/index.ts";
+import { demoAccessRecords, followZtunnelLog, printRows, quickstartHome, responseRow, selfCommand, tunnelRows, untilStopSignal, type AccessRecord } from "../quickstart-common.ts";
 
 const P = "mqs-";
 const NET = `${P}net`;
@@ -24,15 +24,6 @@ const PODS = [
 const ECHO_VIP = "10.253.100.1";
 const CLUSTER_DNS = "10.253.100.53";
 const NAMESPACES = [NET, ...NODES.map((n) => n.ns), ...PODS.map((p) => p.ns)];
-
-interface AccessRecord {
-  [k: string]: unknown;
-}
-
-function selfCommand(): string[] {
-  const main = Bun.main;
-  return main.startsWith("/$bunfs") || main === process.execPath ? [process.execPath] : [process.execPath, main];
-}
 
 function sh(argv: string[]): void {
   const r = Bun.spawnSync(argv, { stdout: "ignore", stderr: "pipe", stdin: "ignore" });
@@ -126,16 +117,9 @@ services:
 
 export async function runCapturedQuickstart(opts: { once: boolean }): Promise<number> {
   preflight();
-  const home = resolve(".mesh");
-  const caDir = join(home, "ca");
+  const { home, caDir, logDir } = await quickstartHome();
   const dir = join(home, "captured");
-  const logDir = join(home, "logs");
   mkdirSync(dir, { recursive: true });
-  mkdirSync(logDir, { recursive: true });
-  if (!existsSync(join(caDir, "root-cert.pem"))) {
-    await initLocalCa(caDir, { trustDomain: "cluster.local" });
-    process.stdout.write(`created a local CA in ${caDir}\n`);
-  }
   const configPath = join(dir, "config.yaml");
   writeFileSync(configPath, config());
   const emptyResolv = join(dir, "no-upstream.resolv.conf");
@@ -177,32 +161,7 @@ export async function runCapturedQuickstart(opts: { once: boolean }): Promise<nu
         ],
         { stdout: "ignore", stderr: "pipe", stdin: "ignore" },
       );
-      const file = createWriteStream(join(logDir, `captured-${n.node}.log`));
-      const started = new Promise<void>((resolveStarted, reject) => {
-        void (async () => {
-          let pending = "";
-          const decoder = new TextDecoder();
-          for await (const chunk of child.stderr as unknown as AsyncIterable<Uint8Array>) {
-            file.write(chunk);
-            pending += decoder.decode(chunk, { stream: true });
-            let nl: number;
-            while ((nl = pending.indexOf("\n")) >= 0) {
-              const line = pending.slice(0, nl);
-              pending = pending.slice(nl + 1);
-              try {
-                const rec = JSON.parse(line) as AccessRecord;
-                if (rec.msg === "ztunnel started") resolveStarted();
-                if (rec.scope === "access") access.push({ ...rec, node: n.node });
-              } catch {
-                // not JSON; kept in the log file
-              }
-            }
-          }
-          file.end();
-          reject(new MeshError(ErrorCodes.INTERNAL, `the ztunnel of ${n.node} exited during start-up (see ${join(logDir, `captured-${n.node}.log`)})`));
-        })();
-      });
-      started.catch(() => {});
+      const started = followZtunnelLog(child.stderr, n.node, join(logDir, `captured-${n.node}.log`), access);
       children.push({ node: n.node, child, started });
     }
     for (const c of children) await c.started;
@@ -222,31 +181,16 @@ export async function runCapturedQuickstart(opts: { once: boolean }): Promise<nu
     const curl = Bun.spawn(["ip", "netns", "exec", PODS[0].ns, "curl", "-sS", "-i", "--max-time", "10", "http://echo/"], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     const [response, curlErr, curlCode] = await Promise.all([new Response(curl.stdout).text(), new Response(curl.stderr).text(), curl.exited]);
     const ok = curlCode === 0 && /^HTTP\/1\.1 200/.test(response) && response.includes("hello from echo-0");
-    const until = Date.now() + 3000;
-    let outbound: AccessRecord | undefined;
-    let inbound: AccessRecord | undefined;
-    while (Date.now() < until && !(outbound && inbound)) {
-      outbound = access.find((r) => r.node === "node-a" && r.direction === "outbound" && !r.error);
-      inbound = access.find((r) => r.node === "node-b" && r.direction === "inbound" && !r.error);
-      if (!(outbound && inbound)) await Bun.sleep(50);
-    }
+    const { outbound, inbound } = await demoAccessRecords(access, 3000);
     const crossed = ok && !!inbound && inbound["tls_version"] === "TLSv1.3" && typeof inbound["src.identity"] === "string";
-    const firstLine = response.split("\r\n")[0] || curlErr.trim();
-    const bodyLine = response.split("\r\n\r\n")[1]?.trim() ?? "";
-    const rows = [
+    printRows([
       ["client", "plain curl in pod sleep-0 (10.253.1.10, node-a): curl http://echo/"],
-      ["source identity", String(inbound?.["src.identity"] ?? outbound?.["src.identity"] ?? "-")],
-      ["destination identity", String(inbound?.["dst.identity"] ?? outbound?.["dst.identity"] ?? "-")],
-      ["TLS", String(inbound?.["tls_version"] ?? outbound?.["tls_version"] ?? "-")],
-      ["bytes client -> server", String(outbound?.["bytes_sent"] ?? "-")],
-      ["bytes server -> client", String(outbound?.["bytes_recv"] ?? "-")],
+      ...tunnelRows(outbound, inbound),
       ["path", `sleep-0 -> captured on 15001 -> HBONE ${String(outbound?.["dst.addr"] ?? "?")} -> echo-0 (node-b)`],
       ["client address at echo", String(inbound?.["src.addr"] ?? "-")],
-      ["response", `${firstLine} | ${bodyLine}`],
+      responseRow(response, curlErr.trim()),
       ["mTLS end to end", crossed ? "yes" : "NO"],
-    ];
-    const w = Math.max(...rows.map((r) => r[0]!.length));
-    process.stdout.write(`\n${rows.map(([k, v]) => `  ${k!.padEnd(w)}  ${v}`).join("\n")}\n`);
+    ]);
     if (opts.once) {
       await cleanup();
       return crossed ? 0 : 1;
@@ -257,10 +201,7 @@ export async function runCapturedQuickstart(opts: { once: boolean }): Promise<nu
         `  ip netns exec ${PODS[0].ns} curl http://${PODS[1].ip}:8080/\n\n` +
         `Logs: ${logDir}/captured-node-a.log, ${logDir}/captured-node-b.log. Press Ctrl-C to tear everything down.\n`,
     );
-    await new Promise<void>((resolveSignal) => {
-      process.once("SIGINT", () => resolveSignal());
-      process.once("SIGTERM", () => resolveSignal());
-    });
+    await untilStopSignal();
     process.stdout.write("tearing down...\n");
     await cleanup();
     process.stdout.write("stopped; no namespace left behind.\n");

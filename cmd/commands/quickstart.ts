@@ -1,13 +1,13 @@
 // `mesh quickstart`: a two-node mesh on loopback addresses, no root needed. Starts two ztunnel
 // processes and an echo app, sends traffic through the mesh, and shows what crossed.
-import { existsSync, mkdirSync, writeFileSync, createWriteStream } from "node:fs";
-import { join, resolve } from "node:path";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import quickstartYaml from "../../examples/quickstart.yaml" with { type: "text" };
 import { MeshError, ErrorCodes } from "../../core/errors/index.ts";
-import { initLocalCa } from "../../core/identity/index.ts";
 import { serveHttp } from "../../core/net/index.ts";
 import { noPositionals, parseFlags } from "../flags.ts";
 import { helpFor } from "../help.ts";
+import { demoAccessRecords, followZtunnelLog, printRows, quickstartHome, responseRow, selfCommand, tunnelRows, untilStopSignal, type AccessRecord } from "../quickstart-common.ts";
 import { socks5Request } from "../socks-client.ts";
 
 const CLIENT_SOCKS = { host: "127.0.20.1", port: 15080 };
@@ -17,16 +17,6 @@ const NODES = [
   { node: "node-a", admin: 15000, metrics: 15020, readiness: 15021 },
   { node: "node-b", admin: 15100, metrics: 15120, readiness: 15121 },
 ] as const;
-
-interface AccessRecord {
-  [k: string]: unknown;
-}
-
-/** How to start this same program again as a child (bun + script, or the compiled binary). */
-function selfCommand(): string[] {
-  const main = Bun.main;
-  return main.startsWith("/$bunfs") || main === process.execPath ? [process.execPath] : [process.execPath, main];
-}
 
 async function waitReady(port: number, child: { exitCode: number | null }, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -54,14 +44,7 @@ export async function runQuickstart(args: string[]): Promise<number> {
     const { runCapturedQuickstart } = await import("./quickstart-captured.ts");
     return runCapturedQuickstart({ once: flags.once === true });
   }
-  const home = resolve(".mesh");
-  const caDir = join(home, "ca");
-  const logDir = join(home, "logs");
-  mkdirSync(logDir, { recursive: true });
-  if (!existsSync(join(caDir, "root-cert.pem"))) {
-    await initLocalCa(caDir, { trustDomain: "cluster.local" });
-    process.stdout.write(`created a local CA in ${caDir}\n`);
-  }
+  const { home, caDir, logDir } = await quickstartHome();
   const configPath = join(home, "quickstart.yaml");
   writeFileSync(configPath, quickstartYaml);
 
@@ -80,27 +63,8 @@ export async function runQuickstart(args: string[]): Promise<number> {
       ],
       { stdout: "ignore", stderr: "pipe", stdin: "ignore" },
     );
-    const file = createWriteStream(join(logDir, `${n.node}.log`));
-    void (async () => {
-      let pending = "";
-      const decoder = new TextDecoder();
-      for await (const chunk of child.stderr as unknown as AsyncIterable<Uint8Array>) {
-        file.write(chunk);
-        pending += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl + 1);
-          try {
-            const rec = JSON.parse(line) as AccessRecord;
-            if (rec.scope === "access") access.push({ ...rec, node: n.node });
-          } catch {
-            // not JSON; kept in the log file
-          }
-        }
-      }
-      file.end();
-    })();
+    // Readiness is polled on its port below, so the "started" promise is not needed here.
+    void followZtunnelLog(child.stderr, n.node, join(logDir, `${n.node}.log`), access);
     return { ...n, child };
   });
 
@@ -123,15 +87,7 @@ export async function runQuickstart(args: string[]): Promise<number> {
     const response = await socks5Request(CLIENT_SOCKS, { host: ECHO_URL_HOST, port: 80 }, request, 10_000);
     const ok = /^HTTP\/1\.1 200/.test(response) && response.includes("hello from echo-0");
 
-    // The access log line arrives when each side sees the connection close.
-    const until = Date.now() + 3000;
-    let outbound: AccessRecord | undefined;
-    let inbound: AccessRecord | undefined;
-    while (Date.now() < until && !(outbound && inbound)) {
-      outbound = access.find((r) => r.node === "node-a" && r.direction === "outbound" && !r.error);
-      inbound = access.find((r) => r.node === "node-b" && r.direction === "inbound" && !r.error);
-      if (!(outbound && inbound)) await Bun.sleep(50);
-    }
+    const { outbound, inbound } = await demoAccessRecords(access, 3000);
     const crossed = ok && !!inbound && inbound["tls_version"] === "TLSv1.3" && typeof inbound["src.identity"] === "string" && typeof inbound["dst.identity"] === "string";
     printSummary(response, outbound, inbound, crossed);
     if (flags.once) {
@@ -144,10 +100,7 @@ export async function runQuickstart(args: string[]): Promise<number> {
         `  curl --socks5-hostname ${CLIENT_SOCKS.host}:${CLIENT_SOCKS.port} http://${ECHO_URL_HOST}/\n\n` +
         `Logs: ${logDir}/node-a.log, ${logDir}/node-b.log. Press Ctrl-C to drain and exit.\n`,
     );
-    await new Promise<void>((resolveSignal) => {
-      process.once("SIGINT", () => resolveSignal());
-      process.once("SIGTERM", () => resolveSignal());
-    });
+    await untilStopSignal();
     process.stdout.write("draining...\n");
     await echo.stop();
     await stopAll();
@@ -161,19 +114,11 @@ export async function runQuickstart(args: string[]): Promise<number> {
 }
 
 function printSummary(response: string, out: AccessRecord | undefined, inb: AccessRecord | undefined, crossed: boolean): void {
-  const firstLine = response.split("\r\n")[0] ?? "";
-  const bodyLine = response.split("\r\n\r\n")[1]?.trim() ?? "";
-  const rows = [
-    ["source identity", String(inb?.["src.identity"] ?? out?.["src.identity"] ?? "-")],
-    ["destination identity", String(inb?.["dst.identity"] ?? out?.["dst.identity"] ?? "-")],
-    ["TLS", String(inb?.["tls_version"] ?? out?.["tls_version"] ?? "-")],
-    ["bytes client -> server", String(out?.["bytes_sent"] ?? "-")],
-    ["bytes server -> client", String(out?.["bytes_recv"] ?? "-")],
+  printRows([
+    ...tunnelRows(out, inb),
     ["path", `sleep-0 (127.0.20.1, node-a) -> HBONE ${String(out?.["dst.addr"] ?? "?")} -> echo-0 (node-b)`],
-    ["response", `${firstLine} | ${bodyLine}`],
+    responseRow(response),
     ["metrics", NODES.map((n) => `http://127.0.0.1:${n.metrics}/metrics (${n.node})`).join(", ")],
     ["mTLS end to end", crossed ? "yes" : "NO"],
-  ];
-  const w = Math.max(...rows.map((r) => r[0]!.length));
-  process.stdout.write(`\n${rows.map(([k, v]) => `  ${k!.padEnd(w)}  ${v}`).join("\n")}\n`);
+  ]);
 }

@@ -4,6 +4,7 @@ import dnsPacket from "dns-packet";
 import { bindUdp, listenTcp, type TcpListener, type UdpListener } from "../net/index.ts";
 import { DnsProxy, frameTcpMessage, splitTcpMessages, type MeshLookup } from "./proxy.ts";
 import { parseResolvConf } from "./resolv.ts";
+import { TcpMessageReader } from "./server.ts";
 
 const query = (name: string, type: "A" | "AAAA" | "MX", id = 7) =>
   new Uint8Array(dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] }));
@@ -38,15 +39,10 @@ describe("DnsProxy", () => {
       hostname: "127.0.0.1",
       port,
       onConnection: (c) => {
-        let buf: Uint8Array = new Uint8Array(0);
+        const reader = new TcpMessageReader();
         c.setEvents({
           data(chunk) {
-            const next = new Uint8Array(buf.byteLength + chunk.byteLength);
-            next.set(buf);
-            next.set(chunk, buf.byteLength);
-            const { messages, rest } = splitTcpMessages(next);
-            buf = rest;
-            for (const m of messages) c.write(frameTcpMessage(upstreamAnswer(m)));
+            for (const m of reader.push(chunk)) c.write(frameTcpMessage(upstreamAnswer(m)));
           },
           end() {
             c.end();

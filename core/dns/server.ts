@@ -14,6 +14,26 @@ export interface DnsListeners {
 /** A TCP client idle this long between messages is closed. */
 const TCP_IDLE_MS = 30_000;
 
+/** Reassembles DNS messages (two-byte length prefix) from the chunks of one TCP stream. */
+export class TcpMessageReader {
+  private buf: Uint8Array = new Uint8Array(0);
+
+  /** The messages this chunk completes; the bytes of an incomplete one wait for the next chunk. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    const next = new Uint8Array(this.buf.byteLength + chunk.byteLength);
+    next.set(this.buf);
+    next.set(chunk, this.buf.byteLength);
+    const { messages, rest } = splitTcpMessages(next);
+    this.buf = rest;
+    return messages;
+  }
+
+  /** Bytes held for a message not yet complete. */
+  get pending(): number {
+    return this.buf.byteLength;
+  }
+}
+
 export async function serveDns(
   proxy: DnsProxy,
   opts: { hostname: string; port: number; netnsPath?: string; lookup: MeshLookup },
@@ -53,18 +73,14 @@ export async function serveDns(
 }
 
 function serveTcpClient(proxy: DnsProxy, lookup: MeshLookup, conn: TcpConnection): void {
-  let buf: Uint8Array = new Uint8Array(0);
+  const reader = new TcpMessageReader();
   let chain = Promise.resolve();
   let idle = setTimeout(() => conn.destroy(), TCP_IDLE_MS);
   conn.setEvents({
     data(chunk) {
-      const next = new Uint8Array(buf.byteLength + chunk.byteLength);
-      next.set(buf);
-      next.set(chunk, buf.byteLength);
-      const { messages, rest } = splitTcpMessages(next);
-      buf = rest;
+      const messages = reader.push(chunk);
       // Bounded: one message is at most 64 KiB plus its length prefix.
-      if (buf.byteLength > MAX_DNS_MESSAGE + 2) return conn.destroy();
+      if (reader.pending > MAX_DNS_MESSAGE + 2) return conn.destroy();
       clearTimeout(idle);
       idle = setTimeout(() => conn.destroy(), TCP_IDLE_MS);
       for (const m of messages) {

@@ -107,70 +107,59 @@ function readPaths(values: readonly string[] | undefined, path: string, p: DocPr
   return out;
 }
 
-interface Pair {
-  readonly values: readonly ConditionValue[];
-  readonly notValues: readonly ConditionValue[];
-}
+/** Reads one list of a source or operation field, reporting problems under `path`. */
+type ReadValues = (values: readonly string[] | undefined, path: string) => ConditionValue[];
 
-function present(pair: Pair): boolean {
-  return pair.values.length > 0 || pair.notValues.length > 0;
+/** The conditions of one source or operation, from its field -> strings map (`raw`). */
+class MatchConditions {
+  private readonly conds: PolicyCondition[] = [];
+  constructor(
+    private readonly raw: Record<string, string[] | undefined>,
+    private readonly path: string,
+    private readonly l7: Set<string>,
+  ) {}
+
+  readonly nonEmpty = (k: string): boolean => (this.raw[k]?.length ?? 0) > 0;
+
+  /** `field` and its `notField` as one condition on `attr`; a set L7 field is recorded in `l7`. */
+  add(attr: PolicyCondition["attribute"], field: string, read: ReadValues, isL7: boolean): void {
+    const notField = `not${field[0]!.toUpperCase()}${field.slice(1)}`;
+    const values = read(this.raw[field], join(this.path, field));
+    const notValues = read(this.raw[notField], join(this.path, notField));
+    if (values.length === 0 && notValues.length === 0) return;
+    if (isL7) {
+      for (const f of [field, notField]) if (this.nonEmpty(f)) this.l7.add(f);
+    }
+    this.conds.push(makeCondition(attr, field, values, notValues, isL7));
+  }
+
+  spec(): PolicyMatchSpec {
+    return Object.freeze(this.conds);
+  }
 }
 
 function readSource(src: Obj, path: string, policyNamespace: string, p: DocProblems, l7: Set<string>): PolicyMatchSpec {
   checkKeys(src, path, SOURCE_KEYS, p);
   const s = (k: string) => readStrings(src[k], join(path, k), p);
   const raw = Object.fromEntries(SOURCE_KEYS.map((k) => [k, s(k)])) as Record<string, string[] | undefined>;
-  const nonEmpty = (k: string) => (raw[k]?.length ?? 0) > 0;
-  if (!SOURCE_KEYS.some(nonEmpty)) p.error(path, "a source must set at least one field");
+  const m = new MatchConditions(raw, path, l7);
+  if (!SOURCE_KEYS.some(m.nonEmpty)) p.error(path, "a source must set at least one field");
   if (
-    (nonEmpty("serviceAccounts") || nonEmpty("notServiceAccounts")) &&
-    ["principals", "notPrincipals", "namespaces", "notNamespaces"].some(nonEmpty)
+    (m.nonEmpty("serviceAccounts") || m.nonEmpty("notServiceAccounts")) &&
+    ["principals", "notPrincipals", "namespaces", "notNamespaces"].some(m.nonEmpty)
   ) {
     p.error(path, "serviceAccounts/notServiceAccounts cannot be set together with principals or namespaces");
   }
   warnSpiffe(raw["principals"], join(path, "principals"), p);
   warnSpiffe(raw["notPrincipals"], join(path, "notPrincipals"), p);
-  const conds: PolicyCondition[] = [];
-  const add = (attr: PolicyCondition["attribute"], field: string, pair: Pair, isL7: boolean) => {
-    if (!present(pair)) return;
-    if (isL7) {
-      for (const f of [field, `not${field[0]!.toUpperCase()}${field.slice(1)}`]) if (nonEmpty(f)) l7.add(f);
-    }
-    conds.push(makeCondition(attr, field, pair.values, pair.notValues, isL7));
-  };
-  add("source.principal", "principals", { values: stringMatches(raw["principals"]), notValues: stringMatches(raw["notPrincipals"]) }, false);
-  add("source.namespace", "namespaces", { values: stringMatches(raw["namespaces"]), notValues: stringMatches(raw["notNamespaces"]) }, false);
-  add(
-    "source.serviceAccount",
-    "serviceAccounts",
-    {
-      values: readServiceAccounts(raw["serviceAccounts"], join(path, "serviceAccounts"), policyNamespace, p),
-      notValues: readServiceAccounts(raw["notServiceAccounts"], join(path, "notServiceAccounts"), policyNamespace, p),
-    },
-    false,
-  );
-  add(
-    "source.ip",
-    "ipBlocks",
-    { values: readCidrs(raw["ipBlocks"], join(path, "ipBlocks"), p), notValues: readCidrs(raw["notIpBlocks"], join(path, "notIpBlocks"), p) },
-    false,
-  );
-  add(
-    "remote.ip",
-    "remoteIpBlocks",
-    {
-      values: readCidrs(raw["remoteIpBlocks"], join(path, "remoteIpBlocks"), p),
-      notValues: readCidrs(raw["notRemoteIpBlocks"], join(path, "notRemoteIpBlocks"), p),
-    },
-    true,
-  );
-  add(
-    "request.auth.principal",
-    "requestPrincipals",
-    { values: stringMatches(raw["requestPrincipals"]), notValues: stringMatches(raw["notRequestPrincipals"]) },
-    true,
-  );
-  return Object.freeze(conds);
+  const cidrs: ReadValues = (v, at) => readCidrs(v, at, p);
+  m.add("source.principal", "principals", stringMatches, false);
+  m.add("source.namespace", "namespaces", stringMatches, false);
+  m.add("source.serviceAccount", "serviceAccounts", (v, at) => readServiceAccounts(v, at, policyNamespace, p), false);
+  m.add("source.ip", "ipBlocks", cidrs, false);
+  m.add("remote.ip", "remoteIpBlocks", cidrs, true);
+  m.add("request.auth.principal", "requestPrincipals", stringMatches, true);
+  return m.spec();
 }
 
 function readOperation(op: Obj, path: string, p: DocProblems, l7: Set<string>): PolicyMatchSpec {
@@ -178,33 +167,14 @@ function readOperation(op: Obj, path: string, p: DocProblems, l7: Set<string>): 
   const raw = Object.fromEntries(
     OPERATION_KEYS.map((k) => [k, readStrings(op[k], join(path, k), p, k === "ports" || k === "notPorts")]),
   ) as Record<string, string[] | undefined>;
-  const nonEmpty = (k: string) => (raw[k]?.length ?? 0) > 0;
-  if (!OPERATION_KEYS.some(nonEmpty)) p.error(path, "an operation must set at least one field");
-  const conds: PolicyCondition[] = [];
-  const add = (attr: PolicyCondition["attribute"], field: string, pair: Pair, isL7: boolean) => {
-    if (!present(pair)) return;
-    if (isL7) {
-      for (const f of [field, `not${field[0]!.toUpperCase()}${field.slice(1)}`]) if (nonEmpty(f)) l7.add(f);
-    }
-    conds.push(makeCondition(attr, field, pair.values, pair.notValues, isL7));
-  };
-  add(
-    "destination.port",
-    "ports",
-    { values: readPorts(raw["ports"], join(path, "ports"), p), notValues: readPorts(raw["notPorts"], join(path, "notPorts"), p) },
-    false,
-  );
+  const m = new MatchConditions(raw, path, l7);
+  if (!OPERATION_KEYS.some(m.nonEmpty)) p.error(path, "an operation must set at least one field");
+  m.add("destination.port", "ports", (v, at) => readPorts(v, at, p), false);
   // Hosts compare case-insensitively: keep the patterns lower-case.
-  const lowerHosts = (k: string) => stringMatches(raw[k]?.map((h) => h.toLowerCase()));
-  add("request.host", "hosts", { values: lowerHosts("hosts"), notValues: lowerHosts("notHosts") }, true);
-  add("request.method", "methods", { values: stringMatches(raw["methods"]), notValues: stringMatches(raw["notMethods"]) }, true);
-  add(
-    "request.path",
-    "paths",
-    { values: readPaths(raw["paths"], join(path, "paths"), p), notValues: readPaths(raw["notPaths"], join(path, "notPaths"), p) },
-    true,
-  );
-  return Object.freeze(conds);
+  m.add("request.host", "hosts", (v) => stringMatches(v?.map((h) => h.toLowerCase())), true);
+  m.add("request.method", "methods", stringMatches, true);
+  m.add("request.path", "paths", (v, at) => readPaths(v, at, p), true);
+  return m.spec();
 }
 
 function readCondition(c: Obj, path: string, policyNamespace: string, p: DocProblems, l7: Set<string>): PolicyCondition | undefined {

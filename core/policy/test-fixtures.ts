@@ -1,44 +1,9 @@
 // Shared by the policy tests only: workloads and connection attributes with sensible defaults.
 
-import type { Workload } from "../config/index.ts";
 import type { L4Attributes, RequestAttributes } from "./model.ts";
 
-let uidCounter = 0;
-
-export function workload(over: {
-  name?: string;
-  namespace?: string;
-  labels?: Record<string, string>;
-  authorizationPolicies?: string[];
-  uid?: string;
-} = {}): Workload {
-  const namespace = over.namespace ?? "default";
-  const name = over.name ?? `w${++uidCounter}`;
-  return Object.freeze({
-    uid: over.uid ?? `cluster1//v1/Pod/${namespace}/${name}`,
-    name,
-    namespace,
-    serviceAccount: name,
-    trustDomain: "cluster.local",
-    workloadIps: ["10.0.1.7"],
-    hostname: "",
-    protocol: "HBONE",
-    node: "node-a",
-    network: "",
-    clusterId: "Kubernetes",
-    canonicalName: name,
-    canonicalRevision: "v1",
-    workloadName: name,
-    workloadType: "deployment",
-    locality: { region: "", zone: "", subzone: "" },
-    status: "Healthy",
-    capacity: 1,
-    authorizationPolicies: over.authorizationPolicies ?? [],
-    services: new Map(),
-    labels: new Map(Object.entries(over.labels ?? {})),
-    identity: `spiffe://cluster.local/ns/${namespace}/sa/${name}`,
-  } satisfies Workload);
-}
+// The workload builder is shared with the benches (bench/policy.ts).
+export { workloadFixture as workload } from "../../test/harness/workload.ts";
 
 export function spiffe(ns: string, sa: string, td = "cluster.local"): string {
   return `spiffe://${td}/ns/${ns}/sa/${sa}`;

@@ -97,27 +97,11 @@ export function labelsFor(input: LabelsForInput): TcpLabels {
     request_protocol: "tcp",
     connection_security_policy: input.mtls ? "mutual_tls" : "unknown",
   };
-  const s = input.source;
-  if (s) {
-    labels.source_workload = s.workloadName || s.name;
-    labels.source_canonical_service = s.canonicalName;
-    labels.source_canonical_revision = s.canonicalRevision;
-    labels.source_workload_namespace = s.namespace;
-    labels.source_app = s.canonicalName;
-    labels.source_version = s.canonicalRevision;
-    labels.source_cluster = s.clusterId;
-  }
+  if (input.source) setWorkloadLabels(labels, "source", input.source);
   if (input.sourcePrincipal) labels.source_principal = input.sourcePrincipal;
-  const d = input.destination;
-  if (d) {
-    labels.destination_workload = d.workloadName || d.name;
-    labels.destination_canonical_service = d.canonicalName;
-    labels.destination_canonical_revision = d.canonicalRevision;
-    labels.destination_workload_namespace = d.namespace;
-    labels.destination_principal = d.identity;
-    labels.destination_app = d.canonicalName;
-    labels.destination_version = d.canonicalRevision;
-    labels.destination_cluster = d.clusterId;
+  if (input.destination) {
+    setWorkloadLabels(labels, "destination", input.destination);
+    labels.destination_principal = input.destination.identity;
   }
   if (input.destinationPrincipal) labels.destination_principal = input.destinationPrincipal;
   const svc = input.destinationService;
@@ -127,4 +111,15 @@ export function labelsFor(input: LabelsForInput): TcpLabels {
     labels.destination_service_name = svc.name;
   }
   return labels;
+}
+
+/** The workload labels of one side (all but the principal, which the two sides derive differently). */
+function setWorkloadLabels(labels: TcpLabels, side: "source" | "destination", w: WorkloadLike): void {
+  labels[`${side}_workload`] = w.workloadName || w.name;
+  labels[`${side}_canonical_service`] = w.canonicalName;
+  labels[`${side}_canonical_revision`] = w.canonicalRevision;
+  labels[`${side}_workload_namespace`] = w.namespace;
+  labels[`${side}_app`] = w.canonicalName;
+  labels[`${side}_version`] = w.canonicalRevision;
+  labels[`${side}_cluster`] = w.clusterId;
 }

@@ -3,9 +3,10 @@
 // outbound entry. The listener that accepted a connection is the identity in force.
 import type { Workload } from "../config/index.ts";
 import { HboneListener } from "../hbone/index.ts";
-import { listenTcp, type TcpListener, type TlsIdentity } from "../net/index.ts";
+import { closeFd, listenTcp, type TcpListener, type TlsIdentity } from "../net/index.ts";
 import type { ZtunnelContext } from "./context.ts";
 import { serveInboundTunnel } from "./inbound.ts";
+import type { PodDialer } from "./inpod/dialer.ts";
 import { serveSocksConnection } from "./outbound.ts";
 import { HBONE_PORT } from "./route.ts";
 
@@ -16,34 +17,68 @@ export interface WorkloadPorts {
   socks5: number;
 }
 
-export class WorkloadProxy {
-  private hbone: HboneListener[] = [];
-  private socks: TcpListener[] = [];
+/**
+ * What both kinds of proxy of a local workload share (loopback mode here, captured mode in
+ * inpod/proxy.ts): the workload served and its HBONE listeners, which present its certificate.
+ */
+export abstract class LocalWorkloadProxy {
+  protected hbone: HboneListener[] = [];
 
-  private constructor(
-    private readonly ctx: ZtunnelContext,
+  protected constructor(
+    protected readonly ctx: ZtunnelContext,
     /** replaced on config changes that keep the listeners (same uid, ips and identity) */
     public workload: Workload,
   ) {}
+
+  /**
+   * Opens the HBONE listener on `ip:port`. Tunnels are served for `this.workload` as it is when
+   * they arrive. `fd`: an already bound socket (in-pod), closed here if the listener fails to
+   * start; `dialer`: how upstream sockets are made (in the pod's namespace).
+   */
+  protected async listenHbone(identity: TlsIdentity, ip: string, port: number, opts: { fd?: number; dialer?: PodDialer } = {}): Promise<void> {
+    const { ctx } = this;
+    const name = this.workload.name;
+    const listener = await HboneListener.start({
+      hostname: ip,
+      port,
+      fd: opts.fd,
+      identity,
+      tuning: ctx.tuning,
+      verifier: ctx.verifier,
+      log: (level, msg, fields) => ctx.log[level](msg, { workload: name, ...fields }),
+      onTunnel: (t) => void serveInboundTunnel(ctx, this.workload, t, opts.dialer),
+      onRejectedPeer: (err, addr) => ctx.log.warn("HBONE peer rejected", { workload: name, code: err.code, error: err.message, "src.addr": addr }),
+    }).catch((e: unknown) => {
+      if (opts.fd !== undefined) closeFd(opts.fd);
+      throw e;
+    });
+    this.hbone.push(listener);
+  }
+
+  /** True when `next` can keep these listeners (same addresses and identity). */
+  compatibleWith(next: Workload): boolean {
+    const a = this.workload;
+    return a.identity === next.identity && a.workloadIps.join(",") === next.workloadIps.join(",");
+  }
+
+  setIdentity(id: TlsIdentity): void {
+    for (const l of this.hbone) l.setIdentity(id);
+  }
+}
+
+export class WorkloadProxy extends LocalWorkloadProxy {
+  private socks: TcpListener[] = [];
+
+  private constructor(ctx: ZtunnelContext, workload: Workload) {
+    super(ctx, workload);
+  }
 
   static async start(ctx: ZtunnelContext, workload: Workload, ports: WorkloadPorts = { hbone: HBONE_PORT, socks5: SOCKS5_PORT }): Promise<WorkloadProxy> {
     const p = new WorkloadProxy(ctx, workload);
     try {
       const identity = ctx.tlsIdentityOf(workload);
       for (const ip of workload.workloadIps) {
-        p.hbone.push(
-          await HboneListener.start({
-            hostname: ip,
-            port: ports.hbone,
-            identity,
-            tuning: ctx.tuning,
-            verifier: ctx.verifier,
-            log: (level, msg, fields) => ctx.log[level](msg, { workload: workload.name, ...fields }),
-            onTunnel: (t) => void serveInboundTunnel(ctx, p.workload, t),
-            onRejectedPeer: (err, addr) =>
-              ctx.log.warn("HBONE peer rejected", { workload: workload.name, code: err.code, error: err.message, "src.addr": addr }),
-          }),
-        );
+        await p.listenHbone(identity, ip, ports.hbone);
         p.socks.push(
           listenTcp({
             hostname: ip,
@@ -60,16 +95,6 @@ export class WorkloadProxy {
       throw e;
     }
     return p;
-  }
-
-  /** True when `next` can keep these listeners (same addresses and identity). */
-  compatibleWith(next: Workload): boolean {
-    const a = this.workload;
-    return a.identity === next.identity && a.workloadIps.join(",") === next.workloadIps.join(",");
-  }
-
-  setIdentity(id: TlsIdentity): void {
-    for (const l of this.hbone) l.setIdentity(id);
   }
 
   get listeners(): { hbone: { address: string; port: number }[]; socks5: { address: string; port: number }[] } {

@@ -2,57 +2,24 @@
 // B16, and malformed requests): a valid mesh certificate buys a tunnel to the workload whose
 // listener accepted the connection, on an application port, and nothing else.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { SocksError, TestMesh, allocSubnet, socksConnect, until } from "../harness/index.ts";
+import { SocksError, TestMesh, allocSubnet, localConfig, serverService, serviceKey, socksConnect, twoNodeWorkloads, until } from "../harness/index.ts";
 import { headersFrame } from "../harness/h2-frames.ts";
 import { CountingApp, hboneAttempt, meshCert, rawH2Attempt, statusOf, type PresentedCert } from "./fixtures.ts";
 
 const CLIENT_ID = "spiffe://cluster.local/ns/default/sa/client";
 
+/** The two-node mesh plus `other` (node-b) and a `loop` service whose ports are the ztunnel's own. */
 function config(subnet: string): string {
-  return `workloads:
-- uid: test//client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["${subnet}1"]
-  protocol: HBONE
-  node: node-a
-- uid: test//server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["${subnet}2"]
-  protocol: HBONE
-  node: node-b
-  services:
-    "default/server.default.svc.cluster.local": {80: 8080}
-    "default/loop.default.svc.cluster.local": {81: 15080, 82: 15008, 83: 15001, 84: 15006}
-- uid: test//other
-  name: other
-  namespace: default
-  serviceAccount: other
-  workloadIps: ["${subnet}3"]
-  protocol: HBONE
-  node: node-b
-  services:
-    "default/other.default.svc.cluster.local": {80: 8080}
-services:
-- name: server
-  namespace: default
-  hostname: server.default.svc.cluster.local
-  vips: ["/${subnet}100"]
-  ports: {80: 8080}
-- name: other
-  namespace: default
-  hostname: other.default.svc.cluster.local
-  vips: ["/${subnet}101"]
-  ports: {80: 8080}
-- name: loop
-  namespace: default
-  hostname: loop.default.svc.cluster.local
-  vips: ["/${subnet}102"]
-  ports: {81: 15080, 82: 15008, 83: 15001, 84: 15006}
-`;
+  const { client, server } = twoNodeWorkloads(subnet);
+  const loopPorts = { 81: 15080, 82: 15008, 83: 15001, 84: 15006 };
+  return localConfig({
+    workloads: [
+      client,
+      { ...server, services: { ...server.services, [serviceKey("loop")]: loopPorts } },
+      { name: "other", ip: `${subnet}3`, node: "node-b", services: { [serviceKey("other")]: { 80: 8080 } } },
+    ],
+    services: [serverService(subnet), { name: "other", vip: `${subnet}101`, ports: { 80: 8080 } }, { name: "loop", vip: `${subnet}102`, ports: loopPorts }],
+  });
 }
 
 describe("CONNECT targets of an authenticated peer", () => {

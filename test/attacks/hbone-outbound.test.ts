@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SocksError, TestMesh, allocSubnet, exchange, socksConnect, until } from "../harness/index.ts";
+import { SocksError, TestMesh, allocSubnet, exchange, localConfig, serverService, socksConnect, twoNodeWorkloads, until } from "../harness/index.ts";
 import { frameTypeName } from "../harness/h2-frames.ts";
 import { CountingApp, RogueHboneServer, meshCert, rogueCert } from "./fixtures.ts";
 
@@ -12,37 +12,11 @@ const SERVER_ID = "spiffe://cluster.local/ns/default/sa/server";
 
 /** client (node-a); server (node-b) with the given service account; honest (node-b) as a control. */
 function config(subnet: string, serverSa: string): string {
-  return `workloads:
-- uid: test//client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["${subnet}1"]
-  protocol: HBONE
-  node: node-a
-- uid: test//server
-  name: server
-  namespace: default
-  serviceAccount: ${serverSa}
-  workloadIps: ["${subnet}2"]
-  protocol: HBONE
-  node: node-b
-  services:
-    "default/server.default.svc.cluster.local": {80: 8080}
-- uid: test//honest
-  name: honest
-  namespace: default
-  serviceAccount: honest
-  workloadIps: ["${subnet}3"]
-  protocol: HBONE
-  node: node-b
-services:
-- name: server
-  namespace: default
-  hostname: server.default.svc.cluster.local
-  vips: ["/${subnet}100"]
-  ports: {80: 8080}
-`;
+  const { client, server } = twoNodeWorkloads(subnet);
+  return localConfig({
+    workloads: [client, { ...server, serviceAccount: serverSa }, { name: "honest", ip: `${subnet}3`, node: "node-b" }],
+    services: [serverService(subnet)],
+  });
 }
 
 /** SOCKS CONNECT through the client's ztunnel; the SOCKS reply code, 0 when it connected. */

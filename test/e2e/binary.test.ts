@@ -4,20 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
-import {
-  TestMesh,
-  allocSubnet,
-  echoServer,
-  ensureBinary,
-  exchange,
-  meshCommand,
-  runMesh,
-  socksConnect,
-  stackFrames,
-  twoNodeConfig,
-  until,
-  type TestServer,
-} from "../harness/index.ts";
+import { ensureBinary, exchange, meshCommand, runMesh, socksConnect, stackFrames, twoNodeConfig, twoNodeEchoMesh, until } from "../harness/index.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const built = await ensureBinary();
@@ -43,36 +30,27 @@ describe.skipIf(!binary)("compiled binary", () => {
   });
 
   describe("two ztunnels", () => {
-    const subnet = allocSubnet();
-    let mesh: TestMesh;
-    let app: TestServer;
-    beforeAll(async () => {
-      mesh = await TestMesh.start({ config: twoNodeConfig(subnet), nodes: ["node-a", "node-b"] });
-      app = await echoServer(`${subnet}2`, 8080);
-    }, 30_000);
-    afterAll(async () => {
-      await app?.close();
-      await mesh?.stop();
-    });
+    const two = twoNodeEchoMesh();
+    const { subnet } = two;
 
     test("pod IP, service VIP and service hostname all reach the app over HBONE", async () => {
       for (const [host, port] of [[`${subnet}2`, 8080], [`${subnet}100`, 80], ["server.default.svc.cluster.local", 80]] as const) {
         const s = await socksConnect({ host: `${subnet}1` }, host, port);
         expect((await exchange(s, `ping ${host}`)).toString()).toBe(`ping ${host}`);
       }
-      await until(() => mesh.z("node-b").accessRecords("inbound").length >= 3, 5000, "3 inbound access records");
-      const inbound = mesh.z("node-b").accessRecords("inbound");
+      await until(() => two.mesh.z("node-b").accessRecords("inbound").length >= 3, 5000, "3 inbound access records");
+      const inbound = two.mesh.z("node-b").accessRecords("inbound");
       expect(inbound.every((r) => r["src.identity"] === "spiffe://cluster.local/ns/default/sa/client")).toBe(true);
       expect(inbound.every((r) => r["tls_version"] === "TLSv1.3")).toBe(true);
       expect(inbound.filter((r) => r.error)).toEqual([]);
       // It is the binary that serves, not bun + source.
-      expect(mesh.z("node-a").proc.pid).toBeGreaterThan(0);
-      const cmdline = readFileSync(`/proc/${mesh.z("node-a").proc.pid}/cmdline`, "utf8").split("\0");
+      expect(two.mesh.z("node-a").proc.pid).toBeGreaterThan(0);
+      const cmdline = readFileSync(`/proc/${two.mesh.z("node-a").proc.pid}/cmdline`, "utf8").split("\0");
       expect(cmdline[0]).toBe(binary);
     }, 30_000);
 
     test("SIGTERM drains and exits 0", async () => {
-      expect(await mesh.z("node-a").stop()).toBe(0);
+      expect(await two.mesh.z("node-a").stop()).toBe(0);
     }, 30_000);
   });
 

@@ -4,53 +4,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import type net from "node:net";
-import { TestMesh, allocSubnet, echoServer, exchange, socksConnect, until, type LogRecord, type TestServer } from "../harness/index.ts";
+import { TestMesh, allocSubnet, echoServer, exchange, localConfig, serverService, serviceKey, socksConnect, twoNodeWorkloads, until, type LogRecord, type TestServer } from "../harness/index.ts";
 
+/** The two-node mesh; with `server2`, a second server workload (node-b) and its service. */
 function config(subnet: string, opts: { server2?: boolean; server2Ip?: string } = {}): string {
-  const server2 = opts.server2
-    ? `- uid: test//server2
-  name: server2
-  namespace: default
-  serviceAccount: server2
-  workloadIps: ["${opts.server2Ip ?? `${subnet}3`}"]
-  protocol: HBONE
-  node: node-b
-  services:
-    "default/server2.default.svc.cluster.local": {80: 8080}
-`
-    : "";
-  const service2 = opts.server2
-    ? `- name: server2
-  namespace: default
-  hostname: server2.default.svc.cluster.local
-  vips: ["/${subnet}101"]
-  ports: {80: 8080}
-`
-    : "";
-  return `workloads:
-- uid: test//client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["${subnet}1"]
-  protocol: HBONE
-  node: node-a
-- uid: test//server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["${subnet}2"]
-  protocol: HBONE
-  node: node-b
-  services:
-    "default/server.default.svc.cluster.local": {80: 8080}
-${server2}services:
-- name: server
-  namespace: default
-  hostname: server.default.svc.cluster.local
-  vips: ["/${subnet}100"]
-  ports: {80: 8080}
-${service2}`;
+  const { client, server } = twoNodeWorkloads(subnet);
+  const server2 = { name: "server2", ip: opts.server2Ip ?? `${subnet}3`, node: "node-b", services: { [serviceKey("server2")]: { 80: 8080 } } };
+  const service2 = { name: "server2", vip: `${subnet}101`, ports: { 80: 8080 } };
+  return localConfig({
+    workloads: opts.server2 ? [client, server, server2] : [client, server],
+    services: opts.server2 ? [serverService(subnet), service2] : [serverService(subnet)],
+  });
 }
 
 /** A connection that keeps writing small chunks and checks that they all come back. */

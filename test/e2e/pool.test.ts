@@ -1,8 +1,8 @@
 // Connection pooling: many concurrent tunnels to one destination share a few HBONE connections
 // (100 CONNECT streams each), and a burst costs one handshake per pooled connection, not one per tunnel.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type net from "node:net";
-import { TestMesh, allocSubnet, echoServer, exchange, socksConnect, twoNodeConfig, until, type TestServer } from "../harness/index.ts";
+import { exchange, socksConnect, twoNodeEchoMesh, until } from "../harness/index.ts";
 
 const CONNS = 500;
 const STREAMS_PER_CONNECTION = 100;
@@ -23,17 +23,8 @@ function echoOnce(s: net.Socket, msg: string): Promise<string> {
 }
 
 describe("HBONE connection pool", () => {
-  const subnet = allocSubnet();
-  let mesh: TestMesh;
-  let app: TestServer;
-  beforeAll(async () => {
-    mesh = await TestMesh.start({ config: twoNodeConfig(subnet), nodes: ["node-a", "node-b"] });
-    app = await echoServer(`${subnet}2`, 8080);
-  }, 30_000);
-  afterAll(async () => {
-    await app?.close();
-    await mesh?.stop();
-  });
+  const two = twoNodeEchoMesh();
+  const { subnet } = two;
 
   test(`${CONNS} concurrent connections share pooled HBONE connections`, async () => {
     const sockets = await Promise.all(
@@ -41,7 +32,7 @@ describe("HBONE connection pool", () => {
     );
     try {
       // Every tunnel is open at once (SOCKS answered only after its CONNECT got 200).
-      const dump = await mesh.z("node-a").configDump();
+      const dump = await two.mesh.z("node-a").configDump();
       const pool = dump.pool as { connections: number; streams: number; handshakes: number };
       expect(pool.streams).toBe(CONNS);
       const minimum = Math.ceil(CONNS / STREAMS_PER_CONNECTION);
@@ -50,7 +41,7 @@ describe("HBONE connection pool", () => {
       // Single flight: concurrent checkouts waited for the handshake in progress instead of dialing.
       expect(pool.handshakes).toBeLessThanOrEqual(pool.connections + 1);
       // The server side sees the same few HBONE sessions.
-      const inbound = await mesh.z("node-b").configDump();
+      const inbound = await two.mesh.z("node-b").configDump();
       expect(inbound.connections).toBe(CONNS);
 
       const replies = await Promise.all(sockets.map((s, i) => echoOnce(s, `conn-${i}-${"x".repeat(i % 50)}`)));
@@ -58,10 +49,10 @@ describe("HBONE connection pool", () => {
     } finally {
       for (const s of sockets) s.destroy();
     }
-    expect(app.connections).toBe(CONNS);
+    expect(two.app.connections).toBe(CONNS);
 
     // Closed tunnels give their streams back; the idle connections stay for the next burst.
-    const a = mesh.z("node-a");
+    const a = two.mesh.z("node-a");
     await until(async () => (await a.configDump()).pool.streams === 0, 10_000, "all pooled streams released");
     const before = (await a.configDump()).pool as { connections: number; handshakes: number };
     expect(before.connections).toBeGreaterThanOrEqual(1);

@@ -230,31 +230,3 @@ export class TestMesh {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
-
-/** A two-workload config: client on node-a, server on node-b (both HBONE). */
-export function twoNodeConfig(subnet: string, extra = ""): string {
-  return `workloads:
-- uid: test//client
-  name: client
-  namespace: default
-  serviceAccount: client
-  workloadIps: ["${subnet}1"]
-  protocol: HBONE
-  node: node-a
-- uid: test//server
-  name: server
-  namespace: default
-  serviceAccount: server
-  workloadIps: ["${subnet}2"]
-  protocol: HBONE
-  node: node-b
-  services:
-    "default/server.default.svc.cluster.local": {80: 8080}
-services:
-- name: server
-  namespace: default
-  hostname: server.default.svc.cluster.local
-  vips: ["/${subnet}100"]
-  ports: {80: 8080}
-${extra}`;
-}

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initLocalCa } from "../../core/identity/index.ts";
+import { localConfig, type PortMap } from "../harness/config.ts";
 import { ZtunnelProcess, meshCommand } from "../harness/mesh.ts";
 import { Testbed, type ExecResult, type TestbedOptions } from "./testbed.ts";
 
@@ -30,42 +31,18 @@ export interface PodWorkload {
   pod: string;
   node: string;
   serviceAccount: string;
-  services?: Record<string, Record<number, number>>;
+  services?: Record<string, PortMap>;
 }
 
 export function meshConfig(tb: Testbed, workloads: readonly PodWorkload[], extra = ""): string {
-  const lines = ["workloads:"];
-  for (const w of workloads) {
-    lines.push(
-      `- uid: test//${w.pod}`,
-      `  name: ${w.pod}`,
-      "  namespace: default",
-      `  serviceAccount: ${w.serviceAccount}`,
-      `  workloadIps: ["${tb.pod(w.pod).ip}"]`,
-      "  protocol: HBONE",
-      `  node: ${w.node}`,
-    );
-    if (w.services) {
-      lines.push("  services:");
-      for (const [svc, ports] of Object.entries(w.services)) {
-        lines.push(`    "${svc}": {${Object.entries(ports).map(([a, b]) => `${a}: ${b}`).join(", ")}}`);
-      }
-    }
-  }
-  lines.push(
-    "services:",
-    "- name: echo",
-    "  namespace: default",
-    "  hostname: echo.default.svc.cluster.local",
-    `  vips: ["/${ECHO_VIP}"]`,
-    `  ports: {${ECHO_PORT}: ${ECHO_PORT}, 80: ${ECHO_PORT}}`,
-    "- name: redis",
-    "  namespace: default",
-    "  hostname: redis.default.svc.cluster.local",
-    `  vips: ["/${REDIS_VIP}"]`,
-    `  ports: {${REDIS_PORT}: ${REDIS_PORT}}`,
-  );
-  return `${lines.join("\n")}\n${extra}`;
+  return localConfig({
+    workloads: workloads.map((w) => ({ name: w.pod, ip: tb.pod(w.pod).ip, node: w.node, serviceAccount: w.serviceAccount, ...(w.services ? { services: w.services } : {}) })),
+    services: [
+      { name: "echo", vip: ECHO_VIP, ports: { [ECHO_PORT]: ECHO_PORT, 80: ECHO_PORT } },
+      { name: "redis", vip: REDIS_VIP, ports: { [REDIS_PORT]: REDIS_PORT } },
+    ],
+    extra,
+  });
 }
 
 /** /etc/netns entries are outside the testbed's namespaces: removed on exit even when stop() never ran. */

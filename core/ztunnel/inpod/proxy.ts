@@ -5,11 +5,10 @@
 // the pod's namespace and carry the ztunnel mark (dialer.ts).
 import type { Workload } from "../../config/index.ts";
 import { serveDns, type DnsListeners, type DnsProxy } from "../../dns/index.ts";
-import { HboneListener } from "../../hbone/index.ts";
-import { closeFd, listenFdInNetns, listenTcp, listenTcpInNetns, withNetns, type TcpListener, type TlsIdentity } from "../../net/index.ts";
+import { listenFdInNetns, listenTcp, listenTcpInNetns, withNetns, type TcpListener } from "../../net/index.ts";
 import type { ZtunnelContext } from "../context.ts";
-import { serveInboundTunnel } from "../inbound.ts";
 import { handleRequest } from "../outbound.ts";
+import { LocalWorkloadProxy } from "../workload-proxy.ts";
 import { podDialer, type PodDialer } from "./dialer.ts";
 import { meshDnsLookup } from "./dns.ts";
 import { serveInboundPlaintext } from "./inbound-plaintext.ts";
@@ -35,45 +34,29 @@ function hasIpv6Loopback(netnsPath: string): boolean {
   }
 }
 
-export class InpodProxy {
-  private hbone: HboneListener[] = [];
+export class InpodProxy extends LocalWorkloadProxy {
   private outbound: TcpListener[] = [];
   private inbound: TcpListener[] = [];
   private dns: DnsListeners[] = [];
   private accepting = true;
 
   private constructor(
-    private readonly ctx: ZtunnelContext,
-    /** replaced on config changes that keep the listeners (same uid, ips and identity) */
-    public workload: Workload,
+    ctx: ZtunnelContext,
+    workload: Workload,
     readonly netnsPath: string,
     private readonly dialer: PodDialer,
-  ) {}
+  ) {
+    super(ctx, workload);
+  }
 
   static async start(ctx: ZtunnelContext, workload: Workload, netnsPath: string, dnsProxy: DnsProxy): Promise<InpodProxy> {
     const podIp = workload.workloadIps.find((ip) => !ip.includes(":")) ?? workload.workloadIps[0] ?? "";
     const p = new InpodProxy(ctx, workload, netnsPath, podDialer(netnsPath, podIp, ctx.upstreamConnectTimeoutMs));
     try {
       const identity = ctx.tlsIdentityOf(workload);
-      const log = (level: "debug" | "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => ctx.log[level](msg, { workload: workload.name, ...fields });
       for (const ip of workload.workloadIps) {
         const fd = listenFdInNetns(netnsPath, ip, INPOD_PORTS.hbone);
-        p.hbone.push(
-          await HboneListener.start({
-            hostname: ip,
-            port: INPOD_PORTS.hbone,
-            fd,
-            identity,
-            tuning: ctx.tuning,
-            verifier: ctx.verifier,
-            log,
-            onTunnel: (t) => void serveInboundTunnel(ctx, p.workload, t, p.dialer),
-            onRejectedPeer: (err, addr) => ctx.log.warn("HBONE peer rejected", { workload: workload.name, code: err.code, error: err.message, "src.addr": addr }),
-          }).catch((e: unknown) => {
-            closeFd(fd);
-            throw e;
-          }),
-        );
+        await p.listenHbone(identity, ip, INPOD_PORTS.hbone, { fd, dialer: p.dialer });
       }
       // REDIRECT in OUTPUT delivers to the loopback address (127.0.0.1 / ::1): the app cannot reach
       // 15001 by the pod's address. IPv6 listeners are skipped only where the pod has no IPv6.
@@ -106,23 +89,13 @@ export class InpodProxy {
         p.inbound.push(inbound("::"));
         p.dns.push(await serveDns(dnsProxy, { hostname: "::1", port: INPOD_PORTS.dns, netnsPath, lookup }));
       } else {
-        log("info", "pod has no IPv6 loopback; IPv6 capture listeners skipped (IPv6 is off in its namespace)");
+        ctx.log.info("pod has no IPv6 loopback; IPv6 capture listeners skipped (IPv6 is off in its namespace)", { workload: workload.name });
       }
     } catch (e) {
       p.close();
       throw e;
     }
     return p;
-  }
-
-  /** True when `next` can keep these listeners (same addresses and identity). */
-  compatibleWith(next: Workload): boolean {
-    const a = this.workload;
-    return a.identity === next.identity && a.workloadIps.join(",") === next.workloadIps.join(",");
-  }
-
-  setIdentity(id: TlsIdentity): void {
-    for (const l of this.hbone) l.setIdentity(id);
   }
 
   get listeners(): InpodListeners {
