@@ -132,6 +132,20 @@ describe.skipIf(!can.ok)("network-namespace testbed", () => {
     local.kill();
   });
 
+  test("a pod going away never changes its node's gateway MAC (other pods' ARP caches stay valid)", async () => {
+    const node = tb.node("node-a");
+    const mac = async () => (await tb.exec("node-a", ["cat", `/sys/class/net/${node.bridge}/address`])).stdout.trim();
+    const before = await mac();
+    const extra = await Testbed.create({ pods: [{ name: "x1", node: "node-a" }, { name: "x2", node: "node-a" }] });
+    const n = extra.node("node-a");
+    const macOf = async () => (await extra.exec("node-a", ["cat", `/sys/class/net/${n.bridge}/address`])).stdout.trim();
+    const first = await macOf();
+    for (const p of ["x1", "x2"]) Bun.spawnSync(["ip", "netns", "del", extra.pod(p).ns]);
+    expect(await macOf()).toBe(first);
+    await extra.destroy();
+    expect(await mac()).toBe(before);
+  });
+
   test("exec reports a failing command's exit status and output", async () => {
     const r = await tb.exec("a1", ["sh", "-c", "echo out; echo err >&2; exit 3"]);
     expect(r).toEqual({ code: 3, stdout: "out\n", stderr: "err\n" });

@@ -427,7 +427,9 @@ export class Testbed {
       await must(["ip", "-n", node.ns, "link", "set", node.uplink, "up"]);
       await must(["ip", "-n", node.ns, "route", "add", "default", "via", routerSide]);
       await must(["ip", "-n", net, "route", "add", node.podCidr, "via", node.ip]);
-      await must(["ip", "-n", node.ns, "link", "add", node.bridge, "type", "bridge"]);
+      // A fixed MAC: a bridge otherwise takes the lowest MAC of its ports, so removing a pod
+      // could change the gateway's MAC under the other pods' ARP caches and black-hole them.
+      await must(["ip", "-n", node.ns, "link", "add", node.bridge, "address", `02:00:00:00:${(i + 1).toString(16).padStart(2, "0")}:01`, "type", "bridge"]);
       await must(["ip", "-n", node.ns, "addr", "add", `${node.gateway}/${node.podCidr.split("/")[1]}`, "dev", node.bridge]);
       await must(["ip", "-n", node.ns, "link", "set", node.bridge, "up"]);
       await enableForwarding(node.ns);
