@@ -1,6 +1,7 @@
 // The DNS proxy's answers and forwarding, against a real UDP/TCP resolver on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import dnsPacket from "dns-packet";
+import { ErrorCodes, isMeshError } from "../errors/index.ts";
 import { bindUdp, listenTcp, type TcpListener, type UdpListener } from "../net/index.ts";
 import { DnsProxy, frameTcpMessage, splitTcpMessages, type MeshLookup } from "./proxy.ts";
 import { parseResolvConf } from "./resolv.ts";
@@ -32,26 +33,35 @@ function upstreamAnswer(q: Uint8Array): Uint8Array {
 describe("DnsProxy", () => {
   let port = 0;
   beforeAll(async () => {
-    udp = await bindUdp({ hostname: "127.0.0.1", port: 0, onMessage: (d, _f, reply) => reply(upstreamAnswer(d)) });
-    port = udp.port;
-    // TCP on the same port number, as a resolver has.
-    tcp = listenTcp({
-      hostname: "127.0.0.1",
-      port,
-      onConnection: (c) => {
-        const reader = new TcpMessageReader();
-        c.setEvents({
-          data(chunk) {
-            for (const m of reader.push(chunk)) c.write(frameTcpMessage(upstreamAnswer(m)));
+    // TCP on the same port number as UDP, as a resolver has. The number the kernel picked for UDP
+    // may be taken for TCP by another process: then try another.
+    for (let attempt = 0; ; attempt++) {
+      udp = await bindUdp({ hostname: "127.0.0.1", port: 0, onMessage: (d, _f, reply) => reply(upstreamAnswer(d)) });
+      port = udp.port;
+      try {
+        tcp = listenTcp({
+          hostname: "127.0.0.1",
+          port,
+          onConnection: (c) => {
+            const reader = new TcpMessageReader();
+            c.setEvents({
+              data(chunk) {
+                for (const m of reader.push(chunk)) c.write(frameTcpMessage(upstreamAnswer(m)));
+              },
+              end() {
+                c.end();
+              },
+              drain() {},
+              close() {},
+            });
           },
-          end() {
-            c.end();
-          },
-          drain() {},
-          close() {},
         });
-      },
-    });
+        break;
+      } catch (e) {
+        udp.close();
+        if (!isMeshError(e, ErrorCodes.ADDRESS_IN_USE) || attempt >= 20) throw e;
+      }
+    }
   });
   afterAll(() => {
     udp.close();
