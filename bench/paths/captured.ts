@@ -111,6 +111,6 @@ if (import.meta.main) {
     connSeconds: Number(values["conn-seconds"] ?? 2),
   });
   console.log(capturedTable(rows));
-  if (values.json) writeFileSync(join(process.cwd(), values.json), `${JSON.stringify({ date: new Date().toISOString(), rows }, null, 2)}\n`);
+  if (values.json) writeFileSync(resolve(values.json), `${JSON.stringify({ date: new Date().toISOString(), rows }, null, 2)}\n`);
   process.exit(0);
 }

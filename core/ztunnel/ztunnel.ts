@@ -72,7 +72,9 @@ export class Ztunnel {
     const env = opts.env;
     this.tuning = {
       ...DEFAULT_TUNING,
-      streamWindowSize: env.streamWindowSize,
+      // Bun needs the session window equal to the stream window (reference/bun.md §2.3), so the one
+      // window is the larger of ztunnel's two: 16 MiB by default, as ztunnel's connection window.
+      streamWindowSize: Math.max(env.streamWindowSize, env.connectionWindowSize),
       frameSize: env.frameSize,
       poolMaxStreamsPerConnection: env.poolMaxStreamsPerConnection,
       poolUnusedReleaseTimeoutMs: env.poolUnusedReleaseTimeoutMs,
