@@ -63,6 +63,8 @@ export function listenHbone(opts: HboneServerOptions): Promise<HboneServerHandle
     ciphers: TLS13_CIPHERS,
     ALPNProtocols: ["h2"],
     allowHTTP1: false,
+    // Every hop disables Nagle (ztunnel: "really, really stop nagle's algorithm").
+    noDelay: true,
     settings: opts.settings,
     maxSessionMemory: opts.maxSessionMemoryMb ?? 64,
     // Our own per-stream bounds apply too; this is the engine's.
