@@ -44,8 +44,8 @@ async function load(mesh: CapturedMesh, args: string[]): Promise<Record<string, 
   return v;
 }
 
-async function measure(mesh: CapturedMesh, path: Row["path"], o: { bytes: number; rtts: number; connSeconds: number }, proxyPids: number[]): Promise<Row> {
-  const entry = JSON.stringify({ kind: "tcp", host: mesh.tb.pod("s1").ip, port: APP_PORT });
+async function measure(mesh: CapturedMesh, path: Row["path"], o: { bytes: number; rtts: number; connSeconds: number }, proxyPids: number[], port: number): Promise<Row> {
+  const entry = JSON.stringify({ kind: "tcp", host: mesh.tb.pod("s1").ip, port });
   const cpu0 = totalCpuSeconds(proxyPids);
   const up = await load(mesh, ["throughput", "--entry", entry, "--streams", "1", "--bytes", String(o.bytes), "--dir", "up"]);
   const down = await load(mesh, ["throughput", "--entry", entry, "--streams", "1", "--bytes", String(o.bytes), "--dir", "down"]);
@@ -74,12 +74,14 @@ export async function runCapturedBench(o: { bytes: number; rtts: number; connSec
     ],
   });
   try {
-    await mesh.app("s1", [process.execPath, LOAD, "serve", "--host", mesh.tb.pod("s1").ip, "--port", String(APP_PORT)]);
-    const direct = await measure(mesh, "pod→pod direct", o, []);
+    // One app port per path: the connection-rate test leaves thousands of TIME_WAIT entries on its
+    // 4-tuples, which would slow the next path's connects to the same port.
+    for (const port of [APP_PORT, APP_PORT + 1]) await mesh.app("s1", [process.execPath, LOAD, "serve", "--host", mesh.tb.pod("s1").ip, "--port", String(port)]);
+    const direct = await measure(mesh, "pod→pod direct", o, [], APP_PORT);
     await mesh.addPod("c1");
     await mesh.addPod("s1");
     const pids = [...mesh.ztunnels.values()].map((z) => z.proc.pid);
-    const captured = await measure(mesh, "pod→pod mesh (captured)", o, pids);
+    const captured = await measure(mesh, "pod→pod mesh (captured)", o, pids, APP_PORT + 1);
     return [direct, captured];
   } finally {
     await mesh.stop();
