@@ -12,3 +12,24 @@ export { canonicalIp, parseIp, parseCidr, cidrContains, parseNetworkAddress, add
 export { DEFAULT_TRUST_DOMAIN, DEFAULT_SERVICE_ACCOUNT, DEFAULT_CLUSTER_ID } from "./schema-workload.ts";
 export { TaggedMatch } from "./yaml-tags.ts";
 export { loadConfigFile, DEFAULT_MAX_CONFIG_BYTES } from "./file.ts";
+export {
+  readKubernetesDocuments,
+  DocProblems,
+  KUBERNETES_TOP_KEYS,
+  KUBERNETES_METADATA_KEYS,
+  isObj,
+  describeValue,
+  fieldPath,
+  checkKeys,
+  readMap,
+  readList,
+  readStrings,
+  readString,
+  checkString,
+  readInt,
+  type Obj,
+  type StringStyle,
+  type ListRule,
+  type StringRule,
+  type KubernetesDocumentsOptions,
+} from "./k8s-read.ts";

@@ -1,9 +1,9 @@
 // The rules of a Kubernetes AuthorizationPolicy (from/source, to/operation, when) -> the engine's
 // rule model, validated as Istio does (pkg/config/validation, pkg/config/security).
 
-import type { ConditionValue, PolicyCondition, PolicyMatchSpec, PolicyRule } from "./model.ts";
+import { checkKeys, fieldPath, readList, readMap, readStrings, type DocProblems, type Obj } from "../config/index.ts";
 import { compileCidr } from "./ip.ts";
-import { checkKeys, describe, DocProblems, join, readList, readMap, readStrings, type Obj } from "./k8s-read.ts";
+import type { ConditionValue, PolicyCondition, PolicyMatchSpec, PolicyRule } from "./model.ts";
 import {
   containsPathTemplate,
   istioStringMatch,
@@ -124,8 +124,8 @@ class MatchConditions {
   /** `field` and its `notField` as one condition on `attr`; a set L7 field is recorded in `l7`. */
   add(attr: PolicyCondition["attribute"], field: string, read: ReadValues, isL7: boolean): void {
     const notField = `not${field[0]!.toUpperCase()}${field.slice(1)}`;
-    const values = read(this.raw[field], join(this.path, field));
-    const notValues = read(this.raw[notField], join(this.path, notField));
+    const values = read(this.raw[field], fieldPath(this.path, field));
+    const notValues = read(this.raw[notField], fieldPath(this.path, notField));
     if (values.length === 0 && notValues.length === 0) return;
     if (isL7) {
       for (const f of [field, notField]) if (this.nonEmpty(f)) this.l7.add(f);
@@ -140,7 +140,7 @@ class MatchConditions {
 
 function readSource(src: Obj, path: string, policyNamespace: string, p: DocProblems, l7: Set<string>): PolicyMatchSpec {
   checkKeys(src, path, SOURCE_KEYS, p);
-  const s = (k: string) => readStrings(src[k], join(path, k), p);
+  const s = (k: string) => readStrings(src[k], fieldPath(path, k), p);
   const raw = Object.fromEntries(SOURCE_KEYS.map((k) => [k, s(k)])) as Record<string, string[] | undefined>;
   const m = new MatchConditions(raw, path, l7);
   if (!SOURCE_KEYS.some(m.nonEmpty)) p.error(path, "a source must set at least one field");
@@ -150,8 +150,8 @@ function readSource(src: Obj, path: string, policyNamespace: string, p: DocProbl
   ) {
     p.error(path, "serviceAccounts/notServiceAccounts cannot be set together with principals or namespaces");
   }
-  warnSpiffe(raw["principals"], join(path, "principals"), p);
-  warnSpiffe(raw["notPrincipals"], join(path, "notPrincipals"), p);
+  warnSpiffe(raw["principals"], fieldPath(path, "principals"), p);
+  warnSpiffe(raw["notPrincipals"], fieldPath(path, "notPrincipals"), p);
   const cidrs: ReadValues = (v, at) => readCidrs(v, at, p);
   m.add("source.principal", "principals", stringMatches, false);
   m.add("source.namespace", "namespaces", stringMatches, false);
@@ -165,7 +165,7 @@ function readSource(src: Obj, path: string, policyNamespace: string, p: DocProbl
 function readOperation(op: Obj, path: string, p: DocProblems, l7: Set<string>): PolicyMatchSpec {
   checkKeys(op, path, OPERATION_KEYS, p);
   const raw = Object.fromEntries(
-    OPERATION_KEYS.map((k) => [k, readStrings(op[k], join(path, k), p, k === "ports" || k === "notPorts")]),
+    OPERATION_KEYS.map((k) => [k, readStrings(op[k], fieldPath(path, k), p, k === "ports" || k === "notPorts")]),
   ) as Record<string, string[] | undefined>;
   const m = new MatchConditions(raw, path, l7);
   if (!OPERATION_KEYS.some(m.nonEmpty)) p.error(path, "an operation must set at least one field");
@@ -181,18 +181,18 @@ function readCondition(c: Obj, path: string, policyNamespace: string, p: DocProb
   checkKeys(c, path, CONDITION_KEYS, p);
   const key = c["key"];
   if (typeof key !== "string" || key === "") {
-    p.error(join(path, "key"), `expected a condition key (e.g. source.ip, request.headers[x-user]), got ${describe(key)}`);
+    p.error(fieldPath(path, "key"), `expected a condition key (e.g. source.ip, request.headers[x-user]), got ${p.describe(key)}`);
     return undefined;
   }
-  const values = readStrings(c["values"], join(path, "values"), p, true) ?? [];
-  const notValues = readStrings(c["notValues"], join(path, "notValues"), p, true) ?? [];
+  const values = readStrings(c["values"], fieldPath(path, "values"), p, true) ?? [];
+  const notValues = readStrings(c["notValues"], fieldPath(path, "notValues"), p, true) ?? [];
   if (values.length === 0 && notValues.length === 0) {
     p.error(path, `at least one of values or notValues must be set for key ${key}`);
     return undefined;
   }
   const resolved = resolveWhenKey(key);
   if (typeof resolved === "string") {
-    p.error(join(path, "key"), resolved);
+    p.error(fieldPath(path, "key"), resolved);
     return undefined;
   }
   const convert = (list: readonly string[], listPath: string): ConditionValue[] => {
@@ -208,8 +208,8 @@ function readCondition(c: Obj, path: string, policyNamespace: string, p: DocProb
         return stringMatches(list);
     }
   };
-  const vs = convert(values, join(path, "values"));
-  const nvs = convert(notValues, join(path, "notValues"));
+  const vs = convert(values, fieldPath(path, "values"));
+  const nvs = convert(notValues, fieldPath(path, "notValues"));
   if (resolved.l7) l7.add(key);
   return makeCondition(resolved.attribute, `when[${key}]`, vs, nvs, resolved.l7);
 }
@@ -221,37 +221,37 @@ export function readRule(r: unknown, path: string, policyNamespace: string, p: D
   checkKeys(rule, path, RULE_KEYS, p);
   const l7 = new Set<string>();
   const clauses: PolicyMatchSpec[][] = [];
-  const from = readList(rule["from"], join(path, "from"), p, "sources (- source: {...})", MAX_FROM);
+  const from = readList(rule["from"], fieldPath(path, "from"), p, { what: "sources (- source: {...})", max: MAX_FROM, overMax: "read" });
   if (from) {
-    if (from.length === 0 && rule["from"] !== undefined) p.error(join(path, "from"), "must not be empty (omit it to allow any source)");
+    if (from.length === 0 && rule["from"] !== undefined) p.error(fieldPath(path, "from"), "must not be empty (omit it to allow any source)");
     const matches: PolicyMatchSpec[] = [];
     from.forEach((f, i) => {
-      const fp = `${join(path, "from")}[${i}]`;
+      const fp = `${fieldPath(path, "from")}[${i}]`;
       const fm = readMap(f, fp, p, "a from entry ({source: {...}})");
       if (!fm) return;
       checkKeys(fm, fp, ["source"], p);
-      const src = readMap(fm["source"], join(fp, "source"), p, "a source");
-      if (src) matches.push(readSource(src, join(fp, "source"), policyNamespace, p, l7));
+      const src = readMap(fm["source"], fieldPath(fp, "source"), p, "a source");
+      if (src) matches.push(readSource(src, fieldPath(fp, "source"), policyNamespace, p, l7));
     });
     if (matches.length > 0) clauses.push(matches);
   }
-  const to = readList(rule["to"], join(path, "to"), p, "operations (- operation: {...})");
+  const to = readList(rule["to"], fieldPath(path, "to"), p, { what: "operations (- operation: {...})" });
   if (to) {
-    if (to.length === 0) p.error(join(path, "to"), "must not be empty (omit it to allow any operation)");
+    if (to.length === 0) p.error(fieldPath(path, "to"), "must not be empty (omit it to allow any operation)");
     const matches: PolicyMatchSpec[] = [];
     to.forEach((t, i) => {
-      const tp = `${join(path, "to")}[${i}]`;
+      const tp = `${fieldPath(path, "to")}[${i}]`;
       const tm = readMap(t, tp, p, "a to entry ({operation: {...}})");
       if (!tm) return;
       checkKeys(tm, tp, ["operation"], p);
-      const op = readMap(tm["operation"], join(tp, "operation"), p, "an operation");
-      if (op) matches.push(readOperation(op, join(tp, "operation"), p, l7));
+      const op = readMap(tm["operation"], fieldPath(tp, "operation"), p, "an operation");
+      if (op) matches.push(readOperation(op, fieldPath(tp, "operation"), p, l7));
     });
     if (matches.length > 0) clauses.push(matches);
   }
-  const when = readList(rule["when"], join(path, "when"), p, "conditions ({key, values, notValues})");
+  const when = readList(rule["when"], fieldPath(path, "when"), p, { what: "conditions ({key, values, notValues})" });
   when?.forEach((w, i) => {
-    const wp = `${join(path, "when")}[${i}]`;
+    const wp = `${fieldPath(path, "when")}[${i}]`;
     const wm = readMap(w, wp, p, "a condition ({key, values, notValues})");
     if (!wm) return;
     const c = readCondition(wm, wp, policyNamespace, p, l7);

@@ -3,10 +3,18 @@
 // is lenient (unknown fields and keys are errors), and reports every problem with its file,
 // document and field path before anything is loaded.
 
-import { LineCounter, parseAllDocuments } from "yaml";
-import { ErrorCodes, MeshError } from "../errors/index.ts";
+import {
+  checkKeys,
+  fieldPath,
+  isObj,
+  KUBERNETES_METADATA_KEYS,
+  KUBERNETES_TOP_KEYS,
+  readKubernetesDocuments,
+  readList,
+  readMap,
+  type DocProblems,
+} from "../config/index.ts";
 import { l4Projection } from "./compile.ts";
-import { checkKeys, describe, DocProblems, isObj, join, readList, readMap } from "./k8s-read.ts";
 import { readRule } from "./k8s-rules.ts";
 import type { CompiledPolicy, PolicyAction, PolicyRule, PolicyTargetRef } from "./model.ts";
 
@@ -16,24 +24,6 @@ export interface KubernetesParseOptions {
 }
 
 const API_VERSIONS = ["security.istio.io/v1", "security.istio.io/v1beta1"];
-const TOP_KEYS = ["apiVersion", "kind", "metadata", "spec", "status"];
-const METADATA_KEYS = [
-  "name",
-  "namespace",
-  "labels",
-  "annotations",
-  "uid",
-  "resourceVersion",
-  "generation",
-  "creationTimestamp",
-  "deletionTimestamp",
-  "deletionGracePeriodSeconds",
-  "managedFields",
-  "finalizers",
-  "ownerReferences",
-  "generateName",
-  "selfLink",
-];
 const SPEC_KEYS = ["selector", "targetRef", "targetRefs", "action", "provider", "rules"];
 const TARGET_REF_KEYS = ["group", "kind", "name", "namespace"];
 /** Istio's allowed targetRef kinds, by group ("" is the core group). */
@@ -57,11 +47,11 @@ function readTargetRef(v: unknown, path: string, policyNamespace: string, p: Doc
   const str = (k: string, required: boolean): string | undefined => {
     const x = o[k];
     if (x === undefined || x === null) {
-      if (required) p.error(join(path, k), "required");
+      if (required) p.error(fieldPath(path, k), "required");
       return undefined;
     }
     if (typeof x !== "string") {
-      p.error(join(path, k), `expected a string, got ${describe(x)}`);
+      p.error(fieldPath(path, k), `expected a string, got ${p.describe(x)}`);
       return undefined;
     }
     return x;
@@ -80,9 +70,9 @@ function readTargetRef(v: unknown, path: string, policyNamespace: string, p: Doc
     );
     return undefined;
   }
-  if (name === "") p.error(join(path, "name"), "must not be empty");
+  if (name === "") p.error(fieldPath(path, "name"), "must not be empty");
   if (namespace !== undefined && namespace !== "" && namespace !== policyNamespace) {
-    p.error(join(path, "namespace"), `cross-namespace targetRef is not supported (policy is in ${policyNamespace}, got ${namespace})`);
+    p.error(fieldPath(path, "namespace"), `cross-namespace targetRef is not supported (policy is in ${policyNamespace}, got ${namespace})`);
     return undefined;
   }
   return Object.freeze({ group: canonical, kind, name, namespace: policyNamespace });
@@ -95,12 +85,12 @@ function readSelector(v: unknown, path: string, p: DocProblems): ReadonlyMap<str
   const labels = new Map<string, string>();
   const ml = o["matchLabels"];
   if (ml !== undefined && ml !== null) {
-    const m = readMap(ml, join(path, "matchLabels"), p, "labels");
+    const m = readMap(ml, fieldPath(path, "matchLabels"), p, "labels");
     if (m) {
       for (const [k, val] of Object.entries(m)) {
-        const lp = join(join(path, "matchLabels"), k);
+        const lp = fieldPath(fieldPath(path, "matchLabels"), k);
         if (typeof val !== "string") {
-          p.error(lp, `expected a label value string, got ${describe(val)}${val !== null && typeof val !== "object" ? " (quote it)" : ""}`);
+          p.error(lp, `expected a label value string, got ${p.describe(val)}${val !== null && typeof val !== "object" ? " (quote it)" : ""}`);
           continue;
         }
         if (k === "") p.error(lp, "empty label key is not supported in a selector");
@@ -119,7 +109,7 @@ function readAction(v: unknown, path: string, p: DocProblems): PolicyAction | un
     p.error(path, "action CUSTOM (external authorization) is not supported by this mesh; use ALLOW, DENY or AUDIT");
     return undefined;
   }
-  p.error(path, `expected one of ALLOW, DENY, AUDIT, got ${describe(v)}`);
+  p.error(path, `expected one of ALLOW, DENY, AUDIT, got ${p.describe(v)}`);
   return undefined;
 }
 
@@ -134,13 +124,13 @@ function readDocument(
   // Name the document first so every message carries it.
   const rawName = isObj(root["metadata"]) ? root["metadata"]["name"] : undefined;
   if (typeof rawName === "string" && rawName !== "") p.name(rawName);
-  checkKeys(root, "", TOP_KEYS, p);
+  checkKeys(root, "", KUBERNETES_TOP_KEYS, p);
   const beforeKind = p.count();
   if (root["apiVersion"] === undefined) p.error("apiVersion", `required (one of ${API_VERSIONS.join(", ")})`);
   else if (typeof root["apiVersion"] !== "string" || !API_VERSIONS.includes(root["apiVersion"])) {
-    p.error("apiVersion", `expected one of ${API_VERSIONS.join(", ")}, got ${describe(root["apiVersion"])}`);
+    p.error("apiVersion", `expected one of ${API_VERSIONS.join(", ")}, got ${p.describe(root["apiVersion"])}`);
   }
-  if (root["kind"] !== "AuthorizationPolicy") p.error("kind", `expected AuthorizationPolicy, got ${describe(root["kind"])}`);
+  if (root["kind"] !== "AuthorizationPolicy") p.error("kind", `expected AuthorizationPolicy, got ${p.describe(root["kind"])}`);
   // Another kind of object: its fields would only add noise.
   if (p.count() > beforeKind) return undefined;
   const metadata =
@@ -150,9 +140,9 @@ function readDocument(
   let namespace = defaultNamespace;
   let dryRun = false;
   if (metadata) {
-    checkKeys(metadata, "metadata", METADATA_KEYS, p);
+    checkKeys(metadata, "metadata", KUBERNETES_METADATA_KEYS, p);
     if (typeof rawName !== "string" || rawName === "") {
-      p.error("metadata.name", `required: a policy name, got ${describe(rawName)}`);
+      p.error("metadata.name", `required: a policy name, got ${p.describe(rawName)}`);
     } else if (rawName.length > 253 || !DNS_SUBDOMAIN.test(rawName)) {
       p.error("metadata.name", `expected a DNS subdomain name (lower-case letters, digits, '-', '.'), got ${JSON.stringify(rawName)}`);
     } else {
@@ -161,7 +151,7 @@ function readDocument(
     const ns = metadata["namespace"];
     if (ns !== undefined && ns !== null) {
       if (typeof ns !== "string" || ns.length > 63 || !DNS_LABEL.test(ns)) {
-        p.error("metadata.namespace", `expected a namespace name (DNS label), got ${describe(ns)}`);
+        p.error("metadata.namespace", `expected a namespace name (DNS label), got ${p.describe(ns)}`);
       } else {
         namespace = ns;
       }
@@ -172,14 +162,14 @@ function readDocument(
       const mm = readMap(m, `metadata.${k}`, p, k);
       if (!mm) continue;
       for (const [ak, av] of Object.entries(mm)) {
-        if (typeof av !== "string") p.error(`metadata.${k}.${ak}`, `expected a string, got ${describe(av)} (quote it)`);
+        if (typeof av !== "string") p.error(`metadata.${k}.${ak}`, `expected a string, got ${p.describe(av)} (quote it)`);
       }
     }
     const annotations = isObj(metadata["annotations"]) ? metadata["annotations"] : {};
     const dr = annotations[DRY_RUN_ANNOTATION];
     if (dr !== undefined) {
       if (dr === "true") dryRun = true;
-      else if (dr !== "false") p.error(`metadata.annotations.${DRY_RUN_ANNOTATION}`, `expected "true" or "false", got ${describe(dr)}`);
+      else if (dr !== "false") p.error(`metadata.annotations.${DRY_RUN_ANNOTATION}`, `expected "true" or "false", got ${p.describe(dr)}`);
     }
   }
 
@@ -210,13 +200,13 @@ function readDocument(
     const t = readTargetRef(spec["targetRef"], "spec.targetRef", namespace, p);
     if (t) targetRefs.push(t);
   }
-  const trs = readList(spec["targetRefs"], "spec.targetRefs", p, "target references", MAX_TARGET_REFS);
+  const trs = readList(spec["targetRefs"], "spec.targetRefs", p, { what: "target references", max: MAX_TARGET_REFS, overMax: "read" });
   trs?.forEach((t, i) => {
     const r = readTargetRef(t, `spec.targetRefs[${i}]`, namespace, p);
     if (r) targetRefs.push(r);
   });
 
-  const rulesRaw = readList(spec["rules"], "spec.rules", p, "rules", MAX_RULES) ?? [];
+  const rulesRaw = readList(spec["rules"], "spec.rules", p, { what: "rules", max: MAX_RULES, overMax: "read" }) ?? [];
   const rules: PolicyRule[] = [];
   rulesRaw.forEach((r, i) => {
     const rule = readRule(r, `spec.rules[${i}]`, namespace, p);
@@ -257,7 +247,8 @@ function readDocument(
     targetRefs: Object.freeze(targetRefs),
     rules: Object.freeze(rules),
     source: p.source,
-    warnings: Object.freeze(warnings),
+    // The collector's warnings (selector, principals) first, then the policy's own.
+    warnings: Object.freeze([...p.warnings, ...warnings]),
   } satisfies CompiledPolicy);
 }
 
@@ -272,50 +263,10 @@ export function parseAuthorizationPolicies(
   options: KubernetesParseOptions = {},
 ): CompiledPolicy[] {
   const defaultNamespace = options.defaultNamespace ?? "default";
-  const errors: string[] = [];
-  let syntaxErrors = 0;
-  const out: CompiledPolicy[] = [];
-  const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
-  const list = Array.isArray(docs) ? docs : [];
-  const keys = new Map<string, string>();
-  list.forEach((doc, i) => {
-    const label = `${fileName}: document ${i + 1}`;
-    if (doc.errors.length > 0) {
-      syntaxErrors += doc.errors.length;
-      for (const e of doc.errors) {
-        const pos = lines.linePos(e.pos[0]);
-        errors.push(`${label}: line ${pos.line}, column ${pos.col}: ${e.message.split("\n")[0]}`);
-      }
-      return;
-    }
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (e) {
-      syntaxErrors++;
-      errors.push(`${label}: ${e instanceof Error ? e.message : String(e)}`);
-      return;
-    }
-    if (value === null || value === undefined) return; // an empty document (e.g. a trailing ---)
-    const warnings: string[] = [];
-    const p = new DocProblems(label, errors, warnings);
-    const policy = readDocument(value, p, defaultNamespace);
-    if (!policy) return;
-    const seen = keys.get(policy.key);
-    if (seen !== undefined) {
-      errors.push(`${policy.source}: duplicate policy ${policy.key} (also defined by ${seen})`);
-      return;
-    }
-    keys.set(policy.key, policy.source);
-    out.push(warnings.length ? Object.freeze({ ...policy, warnings: Object.freeze([...warnings, ...policy.warnings]) }) : policy);
-  });
-  if (errors.length > 0) {
-    throw new MeshError(
-      syntaxErrors > 0 ? ErrorCodes.CONFIG_PARSE : ErrorCodes.CONFIG_INVALID,
-      `${fileName}: ${errors.length} problem${errors.length === 1 ? "" : "s"} in AuthorizationPolicy documents`,
-      { details: errors },
-    );
-  }
-  return out;
+  return readKubernetesDocuments(
+    text,
+    fileName,
+    { kind: "AuthorizationPolicy", duplicateName: "policy", strings: "labelled" },
+    (value, p) => readDocument(value, p, defaultNamespace),
+  );
 }
