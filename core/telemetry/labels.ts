@@ -79,8 +79,8 @@ export interface ServiceLike {
   readonly name: string;
 }
 
-export interface LabelsForInput {
-  reporter: Reporter;
+/** Who the two ends are: the part of the labels TCP and HTTP metrics derive the same way. */
+export interface PeerLabelsInput {
   source?: WorkloadLike;
   /** Only ever the identity verified in the TLS handshake (Istio never derives it from the workload). */
   sourcePrincipal?: string;
@@ -88,6 +88,10 @@ export interface LabelsForInput {
   /** Defaults to the destination workload's identity, as ztunnel does. */
   destinationPrincipal?: string;
   destinationService?: ServiceLike;
+}
+
+export interface LabelsForInput extends PeerLabelsInput {
+  reporter: Reporter;
   mtls: boolean;
 }
 
@@ -97,6 +101,15 @@ export function labelsFor(input: LabelsForInput): TcpLabels {
     request_protocol: "tcp",
     connection_security_policy: input.mtls ? "mutual_tls" : "unknown",
   };
+  setPeerLabels(labels, input);
+  return labels;
+}
+
+/** The labels naming the two ends, shared by every protocol's label set. */
+type PeerLabelName = Exclude<TcpLabelName, "reporter" | "request_protocol" | "response_flags" | "connection_security_policy">;
+type PeerLabels = { [K in PeerLabelName]?: string };
+
+function setPeerLabels(labels: PeerLabels, input: PeerLabelsInput): void {
   if (input.source) setWorkloadLabels(labels, "source", input.source);
   if (input.sourcePrincipal) labels.source_principal = input.sourcePrincipal;
   if (input.destination) {
@@ -110,11 +123,10 @@ export function labelsFor(input: LabelsForInput): TcpLabels {
     labels.destination_service_namespace = svc.namespace;
     labels.destination_service_name = svc.name;
   }
-  return labels;
 }
 
 /** The workload labels of one side (all but the principal, which the two sides derive differently). */
-function setWorkloadLabels(labels: TcpLabels, side: "source" | "destination", w: WorkloadLike): void {
+function setWorkloadLabels(labels: PeerLabels, side: "source" | "destination", w: WorkloadLike): void {
   labels[`${side}_workload`] = w.workloadName || w.name;
   labels[`${side}_canonical_service`] = w.canonicalName;
   labels[`${side}_canonical_revision`] = w.canonicalRevision;
@@ -122,4 +134,102 @@ function setWorkloadLabels(labels: TcpLabels, side: "source" | "destination", w:
   labels[`${side}_app`] = w.canonicalName;
   labels[`${side}_version`] = w.canonicalRevision;
   labels[`${side}_cluster`] = w.clusterId;
+}
+
+// ---- HTTP / gRPC request metrics (reference/waypoint.md §C.5) ----
+
+/** Istio's HTTP label set: the TCP one plus the response code and gRPC status. */
+export type HttpLabelName = TcpLabelName | "response_code" | "grpc_response_status";
+export const HTTP_LABEL_NAMES: readonly HttpLabelName[] = [
+  ...TCP_LABEL_NAMES.slice(0, TCP_LABEL_NAMES.indexOf("request_protocol") + 1),
+  "response_code",
+  "grpc_response_status",
+  ...TCP_LABEL_NAMES.slice(TCP_LABEL_NAMES.indexOf("request_protocol") + 1),
+];
+/** A waypoint reports as `waypoint` (Envoy's SERVER_GATEWAY); sidecar-style proxies as source or destination. */
+export type HttpReporter = Reporter | "waypoint";
+export type RequestProtocol = "http" | "grpc";
+
+/** Labels of one request. Anything left out (or empty) renders as `unknown`, except as noted. */
+export type HttpLabels = {
+  reporter?: HttpReporter;
+  request_protocol?: RequestProtocol;
+  connection_security_policy?: ConnectionSecurityPolicy;
+  /** HTTP status sent downstream; 0 when no response was sent (Envoy's convention). */
+  response_code?: number | string;
+  /** gRPC status code as a number string; left empty for plain HTTP, as Istio does. */
+  grpc_response_status?: number | string;
+} & { [K in Exclude<TcpLabelName, "reporter" | "request_protocol" | "connection_security_policy">]?: string };
+
+export type ResolvedHttpLabels = Record<HttpLabelName, string>;
+
+export function resolveHttpLabels(labels: HttpLabels): ResolvedHttpLabels {
+  const out = {} as ResolvedHttpLabels;
+  for (const name of HTTP_LABEL_NAMES) {
+    const v = labels[name];
+    out[name] = v === undefined || v === "" ? UNKNOWN : String(v);
+  }
+  if (labels.request_protocol !== "grpc") out.request_protocol = "http";
+  if (labels.response_flags === undefined || labels.response_flags === "") out.response_flags = NO_RESPONSE_FLAGS;
+  // Istio leaves the gRPC status empty on plain HTTP requests rather than `unknown`.
+  if (out.request_protocol === "http" && (labels.grpc_response_status === undefined || labels.grpc_response_status === "")) {
+    out.grpc_response_status = "";
+  }
+  return out;
+}
+
+export interface HttpLabelsInput extends PeerLabelsInput {
+  reporter: HttpReporter;
+  mtls: boolean;
+  requestProtocol: RequestProtocol;
+  /** HTTP status sent downstream; 0 when none was (client reset, timeout before headers). */
+  responseCode: number;
+  /** Envoy response flags (`-` or absent when none; `UF`, `UH`, `URX`, `UT`, `DC`, ...). */
+  responseFlags?: string;
+  /** gRPC status (from `grpc-status`); for gRPC without one it is derived from the HTTP status. */
+  grpcStatus?: number;
+}
+
+export function httpLabelsFor(input: HttpLabelsInput): HttpLabels {
+  const labels: HttpLabels = {
+    reporter: input.reporter,
+    request_protocol: input.requestProtocol,
+    connection_security_policy: input.mtls ? "mutual_tls" : "unknown",
+    response_code: input.responseCode,
+  };
+  if (input.responseFlags) labels.response_flags = input.responseFlags;
+  if (input.requestProtocol === "grpc") {
+    const status = input.grpcStatus ?? grpcStatusFromHttp(input.responseCode);
+    if (status !== undefined) labels.grpc_response_status = status;
+  }
+  setPeerLabels(labels, input);
+  return labels;
+}
+
+/**
+ * gRPC status for a response that carried no `grpc-status`, per gRPC's HTTP-to-gRPC status
+ * mapping (what Envoy's `Grpc::Utility::httpToGrpcStatus` applies). A 200 without a status, or no
+ * response at all, stays unknown.
+ */
+function grpcStatusFromHttp(code: number): number | undefined {
+  switch (code) {
+    case 0:
+    case 200:
+      return undefined;
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
 }

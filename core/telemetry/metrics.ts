@@ -1,10 +1,12 @@
-// Istio's TCP metrics (reference/ztunnel.md §7.1) on a private prom-client registry.
+// Istio's TCP metrics (reference/ztunnel.md §7.1) on a private prom-client registry; the HTTP
+// request families (http-metrics.ts) join the same registry and render.
 //
 // The data path calls addBytes once per chunk, so a connection keeps plain running totals and
 // the prom-client counters (whose inc() hashes the 23 labels) are only touched when the
 // connection opens, closes, or a scrape flushes the live connections.
 import { Counter, Gauge, Registry, type RegistryContentType } from "prom-client";
-import { NO_RESPONSE_FLAGS, TCP_LABEL_NAMES, resolveTcpLabels, type ResolvedTcpLabels, type TcpLabelName, type TcpLabels } from "./labels.ts";
+import { HttpRequestMetrics, type RequestSample } from "./http-metrics.ts";
+import { NO_RESPONSE_FLAGS, TCP_LABEL_NAMES, resolveTcpLabels, type HttpLabels, type ResolvedTcpLabels, type TcpLabelName, type TcpLabels } from "./labels.ts";
 
 /** Per-connection metrics handle; owned by whoever copies the connection's bytes. */
 export interface TcpConnectionMetrics {
@@ -93,6 +95,8 @@ export class MeshMetrics {
   private readonly series = new Map<string, Series>();
   private readonly openByReporter = new Map<string, number>();
   private renderChain: Promise<unknown> = Promise.resolve();
+  /** Created by the first request, so a proxy that only relays TCP exposes no empty HTTP families. */
+  private http: HttpRequestMetrics | undefined;
 
   constructor(opts: { component: MeshComponent; version: string }) {
     this.registry = new Registry<RegistryContentType>();
@@ -122,6 +126,12 @@ export class MeshMetrics {
     this.live.add(handle);
     this.openByReporter.set(series.labels.reporter, (this.openByReporter.get(series.labels.reporter) ?? 0) + 1);
     return handle;
+  }
+
+  /** Counts one finished HTTP/gRPC request (Istio's istio_requests_total and its three histograms). */
+  requestCompleted(labels: HttpLabels, sample: RequestSample): void {
+    this.http ??= new HttpRequestMetrics(this.registry, (metric, name) => this.counters.push({ metric, name }));
+    this.http.requestCompleted(labels, sample);
   }
 
   /** Number of connections opened and not yet closed. */
