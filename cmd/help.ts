@@ -3,7 +3,7 @@ export const HELP = `mesh: a sidecar-less service mesh data plane (ztunnel and w
 
 Usage:
   mesh --role ztunnel --config FILE --node NAME --ca-dir DIR [--admin-port N] [--metrics-port N] [--readiness-port N]
-  mesh --role waypoint ...            (not implemented yet)
+  mesh --role waypoint --config FILE --workload UID --ca-dir DIR [--routes FILE]... [--policies FILE]...
   mesh ca init --dir DIR [--trust-domain TD]
   mesh check FILE
   mesh pod add --uid UID --netns PATH [--socket PATH]     (captured mode, Linux, root)
@@ -43,7 +43,27 @@ Captured mode: each added pod gets, inside its namespace, 15001 (outbound captur
 plaintext), HBONE on <pod ip>:15008 and DNS on 127.0.0.1:15053; restarts re-adopt the pods.
 SIGTERM or POST /quitquitquit drains (deadline CONNECTION_TERMINATION_DEADLINE, default 5s); a second SIGTERM exits at once.
 `,
-  waypoint: `mesh --role waypoint: the L7 proxy. Not implemented yet.
+  waypoint: `mesh --role waypoint: run one replica of a waypoint (the L7 proxy)
+
+Usage:
+  mesh --role waypoint --config FILE --workload UID --ca-dir DIR [--routes FILE]... [--policies FILE]...
+                       [--admin-port N] [--metrics-port N] [--readiness-port N] [--hbone-port N]
+
+  --config FILE        istio/ztunnel local config (watched); the workload UID gives the replica's
+                       identity and address
+  --workload UID       the waypoint workload this process serves
+  --ca-dir DIR         local CA (mesh ca init) issuing the replica's certificate
+  --routes FILE        Gateway API HTTPRoute YAML whose parentRefs name Services (repeatable, watched)
+  --policies FILE      Kubernetes AuthorizationPolicy YAML (repeatable, watched); L7 fields apply here
+  --admin-port N       admin on 127.0.0.1 (default 15000)
+  --metrics-port N     Prometheus metrics (default 15020)
+  --readiness-port N   /healthz/ready (default 15021)
+  --hbone-port N       HBONE inbound on <workload ip> (default 15008)
+
+Inside each HBONE tunnel the waypoint serves HTTP/1.1: L7 AuthorizationPolicy (principal = the
+verified HBONE peer; denial is 403 "RBAC: access denied"), HTTPRoute matching and filters (no route:
+the original service), then HBONE as the waypoint's identity to an endpoint's port 15008.
+SIGTERM or POST /quitquitquit drains; a second SIGTERM exits at once.
 `,
   ca: `mesh ca init: create a local root CA with Istio's plug-in CA file names
 

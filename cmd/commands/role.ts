@@ -3,6 +3,7 @@ import { readRuntimeEnv } from "../../core/config/index.ts";
 import { MeshError, ErrorCodes, formatForCli } from "../../core/errors/index.ts";
 import { createLogger } from "../../core/telemetry/index.ts";
 import { DEFAULT_POD_SOCKET, Ztunnel } from "../../core/ztunnel/index.ts";
+import { Waypoint } from "../../core/waypoint/index.ts";
 import { noPositionals, parseFlags, portFlag, requireFlag } from "../flags.ts";
 import { helpFor } from "../help.ts";
 
@@ -21,6 +22,8 @@ const SPEC = {
   "pod-socket": { type: "string" },
   "pod-state": { type: "string" },
   "resolv-conf": { type: "string" },
+  workload: { type: "string" },
+  routes: { type: "string", multiple: true },
 } as const;
 
 export async function runRole(argv: string[]): Promise<number> {
@@ -37,7 +40,7 @@ export async function runRole(argv: string[]): Promise<number> {
     process.stdout.write(helpFor(role));
     return 0;
   }
-  if (role === "waypoint") throw new MeshError(ErrorCodes.NOT_IMPLEMENTED, "the waypoint role is not implemented yet");
+  if (role === "waypoint") return runWaypoint(flags, positionals);
   noPositionals("mesh --role ztunnel", positionals);
   const cmd = "mesh --role ztunnel";
   const configPath = requireFlag(cmd, "config", flags.config);
@@ -80,6 +83,53 @@ export async function runRole(argv: string[]): Promise<number> {
     exiting = true;
     log.info("signal received; draining", { signal: sig });
     ztunnel.drain().catch((e) => {
+      process.stderr.write(`${formatForCli(e)}\n`);
+      process.exit(1);
+    });
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  return -1; // keep running; drain exits the process
+}
+
+async function runWaypoint(flags: ReturnType<typeof parseFlags<typeof SPEC>>["flags"], positionals: string[]): Promise<number> {
+  const cmd = "mesh --role waypoint";
+  noPositionals(cmd, positionals);
+  for (const f of ["node", "socks5-port", "captured", "pod-socket", "pod-state", "resolv-conf"] as const) {
+    if (flags[f] !== undefined) throw new MeshError(ErrorCodes.FLAG_INVALID, `--${f} is a ztunnel flag; the waypoint takes --workload`);
+  }
+  const configPath = requireFlag(cmd, "config", flags.config);
+  const workloadUid = requireFlag(cmd, "workload", flags.workload);
+  const caDir = requireFlag(cmd, "ca-dir", flags["ca-dir"]);
+  const env = readRuntimeEnv();
+  const log = createLogger({ format: env.logFormat, level: env.logLevel, component: "waypoint" }).child({ workload: workloadUid });
+  const waypoint = new Waypoint({
+    workloadUid,
+    configPath,
+    caDir,
+    env,
+    adminPort: portFlag("admin-port", flags["admin-port"], 15000),
+    metricsPort: portFlag("metrics-port", flags["metrics-port"], 15020),
+    readinessPort: portFlag("readiness-port", flags["readiness-port"], 15021),
+    hbonePort: portFlag("hbone-port", flags["hbone-port"], 15008),
+    routeFiles: flags.routes ?? [],
+    policyFiles: flags.policies ?? [],
+    log,
+    accessLog: log.child({ scope: "access" }),
+    onExit: (code) => process.exit(code),
+  });
+  await waypoint.start();
+  const p = waypoint.ports;
+  log.info("waypoint started", { admin: `127.0.0.1:${p.admin}`, metrics: p.metrics, readiness: p.readiness, hbone: p.hbone });
+  let exiting = false;
+  const onSignal = (sig: string) => {
+    if (exiting) {
+      log.warn("second signal; exiting now", { signal: sig });
+      process.exit(1);
+    }
+    exiting = true;
+    log.info("signal received; draining", { signal: sig });
+    waypoint.drain().catch((e) => {
       process.stderr.write(`${formatForCli(e)}\n`);
       process.exit(1);
     });
