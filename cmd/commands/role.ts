@@ -1,7 +1,7 @@
 // `mesh --role ztunnel|waypoint ...`: run a data-plane role until drained.
 import { readRuntimeEnv } from "../../core/config/index.ts";
 import { MeshError, ErrorCodes, formatForCli } from "../../core/errors/index.ts";
-import { createLogger } from "../../core/telemetry/index.ts";
+import { createLogger, type Logger } from "../../core/telemetry/index.ts";
 import { DEFAULT_POD_SOCKET, Ztunnel } from "../../core/ztunnel/index.ts";
 import { Waypoint } from "../../core/waypoint/index.ts";
 import { noPositionals, parseFlags, portFlag, requireFlag } from "../flags.ts";
@@ -54,7 +54,6 @@ export async function runRole(argv: string[]): Promise<number> {
   const log = createLogger({ format: env.logFormat, level: env.logLevel, component: "ztunnel" }).child({ node });
   const accessLog = log.child({ scope: "access" });
 
-  let exiting = false;
   const ztunnel = new Ztunnel({
     node,
     configPath,
@@ -75,21 +74,7 @@ export async function runRole(argv: string[]): Promise<number> {
   });
   await ztunnel.start();
   log.info("ztunnel started", { admin: `127.0.0.1:${ztunnel.ports.admin}`, metrics: ztunnel.ports.metrics, readiness: ztunnel.ports.readiness });
-  const onSignal = (sig: string) => {
-    if (exiting) {
-      log.warn("second signal; exiting now", { signal: sig });
-      process.exit(1);
-    }
-    exiting = true;
-    log.info("signal received; draining", { signal: sig });
-    ztunnel.drain().catch((e) => {
-      process.stderr.write(`${formatForCli(e)}\n`);
-      process.exit(1);
-    });
-  };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
-  return -1; // keep running; drain exits the process
+  return drainOnSignals(ztunnel, log);
 }
 
 async function runWaypoint(flags: ReturnType<typeof parseFlags<typeof SPEC>>["flags"], positionals: string[]): Promise<number> {
@@ -121,6 +106,11 @@ async function runWaypoint(flags: ReturnType<typeof parseFlags<typeof SPEC>>["fl
   await waypoint.start();
   const p = waypoint.ports;
   log.info("waypoint started", { admin: `127.0.0.1:${p.admin}`, metrics: p.metrics, readiness: p.readiness, hbone: p.hbone });
+  return drainOnSignals(waypoint, log);
+}
+
+/** SIGTERM/SIGINT drain the role (it exits when drained); a second signal exits at once. */
+function drainOnSignals(role: { drain(): Promise<number> }, log: Logger): number {
   let exiting = false;
   const onSignal = (sig: string) => {
     if (exiting) {
@@ -129,7 +119,7 @@ async function runWaypoint(flags: ReturnType<typeof parseFlags<typeof SPEC>>["fl
     }
     exiting = true;
     log.info("signal received; draining", { signal: sig });
-    waypoint.drain().catch((e) => {
+    role.drain().catch((e) => {
       process.stderr.write(`${formatForCli(e)}\n`);
       process.exit(1);
     });

@@ -12,6 +12,7 @@ import { PolicyEngine, fromLocalConfig, parseAuthorizationPolicies, type Compile
 import { RouteTable, parseHttpRoutes, type HttpRoute } from "../routes/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity, TunnelDuplex } from "../net/index.ts";
+import { waitForDrain } from "../drain/index.ts";
 import { HBONE_PORT, WaypointProxy } from "./proxy.ts";
 
 export const WAYPOINT_VERSION = "0.1.0";
@@ -264,9 +265,7 @@ export class Waypoint {
       this.draining = true;
       this.opts.log.info("draining", { tunnels: this.openTunnels.size, deadlineMs: this.opts.env.drainDeadlineMs });
       this.listener?.drain();
-      const deadline = Date.now() + this.opts.env.drainDeadlineMs;
-      while (this.openTunnels.size > 0 && Date.now() < deadline) await Bun.sleep(25);
-      const forced = this.openTunnels.size;
+      const forced = await waitForDrain({ deadlineMs: this.opts.env.drainDeadlineMs, remaining: () => this.openTunnels.size });
       await this.shutdownNow();
       this.opts.log.info("drained", { forced });
       this.opts.onExit?.(0);

@@ -10,6 +10,7 @@ import { parseAuthorizationPolicies } from "../policy/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
+import { waitForDrain } from "../drain/index.ts";
 import { Authorizer } from "./authz.ts";
 import { startHeapHygiene } from "./heap.ts";
 import { ILLEGAL_PORTS } from "./route.ts";
@@ -373,9 +374,7 @@ export class Ztunnel {
       this.opts.log.info("draining", { connections: this.connections.size, deadlineMs: this.opts.env.drainDeadlineMs });
       for (const p of this.proxies.values()) p.drain();
       this.pool?.drain();
-      const deadline = Date.now() + this.opts.env.drainDeadlineMs;
-      while (this.connections.size > 0 && Date.now() < deadline) await Bun.sleep(25);
-      const forced = this.connections.size;
+      const forced = await waitForDrain({ deadlineMs: this.opts.env.drainDeadlineMs, remaining: () => this.connections.size });
       if (forced > 0) this.opts.log.warn("drain deadline passed; closing remaining connections", { connections: forced });
       for (const c of [...this.connections]) c.abort("drain deadline");
       await this.shutdownNow();
