@@ -35,3 +35,4 @@ export {
   type IdentityLogLevel,
   type RotateListener,
 } from "./manager.ts";
+export { meshPeerVerifier, svidTlsMaterial, type MeshPeerVerifier } from "./peer.ts";

@@ -2,11 +2,10 @@
 // config and the CA, takes the identity and address of its workload (`--workload UID`), serves
 // HBONE on `<its IP>:15008`, follows config, route and policy file changes and certificate
 // rotation, and drains on request — the same lifecycle as ztunnel, for one workload.
-import type { TLSSocket } from "node:tls";
 import { FileConfigSource, StateStore, WatchedFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
-import { HboneListener, HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerIdentity, type PeerVerifier } from "../hbone/index.ts";
-import { CertificateManager, loadLocalCa, peerChainFromTlsSocket, verifySvidChain, type LocalCa } from "../identity/index.ts";
+import { HboneListener, HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
+import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
 import { PolicyEngine, fromLocalConfig, parseAuthorizationPolicies, type CompiledPolicy } from "../policy/index.ts";
 import { RouteTable, parseHttpRoutes, type HttpRoute } from "../routes/index.ts";
@@ -80,6 +79,7 @@ export class Waypoint {
     try {
       this.ca = await loadLocalCa(this.opts.caDir);
       this.certs = new CertificateManager(this.ca, { lifetimeMs: this.opts.env.certLifetimeMs, log: configLog });
+      this.verifier = meshPeerVerifier(this.certs, () => this.ca.trustDomain);
       this.pool = new HbonePool({ tuning: this.tuning, verifier: this.verifier, log: configLog });
       this.source = new FileConfigSource(this.opts.configPath, this.store, configLog);
       this.source.start();
@@ -123,7 +123,7 @@ export class Waypoint {
       this.listener = await HboneListener.start({
         hostname: ip,
         port: this.opts.hbonePort ?? HBONE_PORT,
-        identity: { certChainPem: svid.chainPem, keyPem: svid.keyPem, rootPem: svid.rootPem },
+        identity: svidTlsMaterial(svid),
         tuning: this.tuning,
         verifier: this.verifier,
         log: configLog,
@@ -204,17 +204,12 @@ export class Waypoint {
     return names;
   }
 
-  private readonly verifier: PeerVerifier = {
-    verifyClient: async (socket: TLSSocket): Promise<PeerIdentity> =>
-      verifySvidChain(peerChainFromTlsSocket(socket), { trustBundle: this.certs.trustBundle(), usage: "client", trustDomain: this.ca.trustDomain }),
-    verifyServer: async (socket: TLSSocket, expected: readonly string[]): Promise<PeerIdentity> =>
-      verifySvidChain(peerChainFromTlsSocket(socket), { trustBundle: this.certs.trustBundle(), usage: "server", expectedIdentities: expected }),
-  };
+  private verifier!: PeerVerifier;
 
   private tlsIdentity(): TlsIdentity {
     const svid = this.certs.get(this.workload.identity);
     if (!svid) throw new MeshError(ErrorCodes.CERT_UNAVAILABLE, `no certificate issued yet for ${this.workload.identity}`);
-    return { certChainPem: svid.chainPem, keyPem: svid.keyPem, rootPem: svid.rootPem };
+    return svidTlsMaterial(svid);
   }
 
   private proxyInstance: WaypointProxy | undefined;

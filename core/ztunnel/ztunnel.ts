@@ -1,10 +1,9 @@
 // The ztunnel role: loads config and the CA, issues certificates for the workloads on this node,
 // serves their listeners, follows config changes and certificate rotation, and drains on request.
-import type { TLSSocket } from "node:tls";
 import { FileConfigSource, StateStore, WatchedFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
-import { HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerIdentity, type PeerVerifier } from "../hbone/index.ts";
-import { CertificateManager, loadLocalCa, peerChainFromTlsSocket, verifySvidChain, type LocalCa, type Svid } from "../identity/index.ts";
+import { HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
+import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa, type Svid } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
 import { parseAuthorizationPolicies } from "../policy/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
@@ -94,6 +93,7 @@ export class Ztunnel {
         lifetimeMs: this.opts.env.certLifetimeMs,
         log: (level, msg, fields) => this.opts.log[level](msg, fields),
       });
+      this.verifier = meshPeerVerifier(this.certs, () => this.ca.trustDomain);
       this.certs.onRotate((identity, svid) => this.onCertRotated(identity, svid));
       this.authorizer = new Authorizer(this.opts.log);
       this.pool = new HbonePool({ tuning: this.tuning, verifier: this.verifier, log: (l, m, f) => this.opts.log[l](m, f) });
@@ -156,23 +156,7 @@ export class Ztunnel {
     return { connections: this.pool.connectionCount, streams: this.pool.streamCount, handshakes: this.pool.handshakes };
   }
 
-  private readonly verifier: PeerVerifier = {
-    verifyClient: async (socket: TLSSocket): Promise<PeerIdentity> => {
-      const p = await verifySvidChain(peerChainFromTlsSocket(socket), {
-        trustBundle: this.certs.trustBundle(),
-        usage: "client",
-        trustDomain: this.ca.trustDomain,
-      });
-      return p;
-    },
-    verifyServer: async (socket: TLSSocket, expected: readonly string[]): Promise<PeerIdentity> => {
-      return verifySvidChain(peerChainFromTlsSocket(socket), {
-        trustBundle: this.certs.trustBundle(),
-        usage: "server",
-        expectedIdentities: expected,
-      });
-    },
-  };
+  private verifier!: PeerVerifier;
 
   private context(): ZtunnelContext {
     return {
@@ -197,7 +181,7 @@ export class Ztunnel {
   private tlsIdentityOf(w: Workload): TlsIdentity {
     const svid = this.certs.get(w.identity);
     if (!svid) throw new MeshError(ErrorCodes.CERT_UNAVAILABLE, `no certificate issued yet for ${w.identity}`);
-    return { certChainPem: svid.chainPem, keyPem: svid.keyPem, rootPem: svid.rootPem };
+    return svidTlsMaterial(svid);
   }
 
   private localWorkloads(state: MeshState): Workload[] {
@@ -316,7 +300,7 @@ export class Ztunnel {
 
   private onCertRotated(identity: string, svid: Svid): void {
     for (const p of this.proxies.values()) {
-      if (p.workload.identity === identity) p.setIdentity({ certChainPem: svid.chainPem, keyPem: svid.keyPem, rootPem: svid.rootPem });
+      if (p.workload.identity === identity) p.setIdentity(svidTlsMaterial(svid));
     }
     this.opts.log.info("certificate rotated", { identity, serial: svid.serial, notAfter: svid.notAfter.toISOString() });
   }
