@@ -4,4 +4,4 @@ export { HboneListener, type InboundTunnel, type HboneListenerOptions, type Peer
 export { HbonePool, type PoolKey, type OutboundTunnel, type OutboundTunnelRequest } from "./pool.ts";
 export { parseAuthority, formatAuthority, type HboneTarget } from "./authority.ts";
 export { formatBaggage, parseBaggage, formatForwarded, forwardedHost, newTraceparent, type BaggageFields } from "./headers.ts";
-export { DEFAULT_TUNING, serverSettings, clientSettings, type HboneTuning } from "./settings.ts";
+export { DEFAULT_TUNING, serverSettings, clientSettings, hboneTuningFrom, type HboneTuning } from "./settings.ts";

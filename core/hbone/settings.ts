@@ -57,3 +57,21 @@ export function clientSettings(t: HboneTuning): H2Settings {
     enablePush: false,
   };
 }
+
+/** The role's tuning from the runtime environment (HTTP2_* and POOL_* variables). */
+export function hboneTuningFrom(env: {
+  readonly streamWindowSize: number;
+  readonly connectionWindowSize: number;
+  readonly frameSize: number;
+  readonly poolMaxStreamsPerConnection: number;
+  readonly poolUnusedReleaseTimeoutMs: number;
+}): HboneTuning {
+  return {
+    ...DEFAULT_TUNING,
+    // One window for stream and session (see above): the larger of ztunnel's two, 16 MiB by default.
+    streamWindowSize: Math.max(env.streamWindowSize, env.connectionWindowSize),
+    frameSize: env.frameSize,
+    poolMaxStreamsPerConnection: env.poolMaxStreamsPerConnection,
+    poolUnusedReleaseTimeoutMs: env.poolUnusedReleaseTimeoutMs,
+  };
+}

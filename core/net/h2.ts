@@ -4,6 +4,7 @@ import http2 from "node:http2";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { MeshError, ErrorCodes } from "../errors/index.ts";
+import { listenError } from "./tcp.ts";
 
 export type H2Session = http2.Http2Session;
 export type H2ServerSession = http2.ServerHttp2Session;
@@ -84,11 +85,7 @@ export function listenHbone(opts: HboneServerOptions): Promise<HboneServerHandle
   server.on("tlsClientError", (err: Error, sock: tls.TLSSocket) => opts.onTlsError?.(err, sock?.remoteAddress));
   server.on("sessionError", () => {});
   return new Promise((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => {
-      const where = opts.hostname.includes(":") ? `[${opts.hostname}]:${opts.port}` : `${opts.hostname}:${opts.port}`;
-      if (e.code === "EADDRINUSE") reject(new MeshError(ErrorCodes.ADDRESS_IN_USE, `address ${where} is already in use`, { cause: e }));
-      else reject(new MeshError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${where}: ${e.message}`, { cause: e }));
-    };
+    const onError = (e: NodeJS.ErrnoException) => reject(listenError(opts.hostname, opts.port, e));
     server.once("error", onError);
     server.listen(opts.fd !== undefined ? { fd: opts.fd } : { host: opts.hostname, port: opts.port, exclusive: true }, () => {
       server.off("error", onError);

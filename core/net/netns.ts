@@ -12,7 +12,7 @@ import { Duplex } from "node:stream";
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
 import { closeFd, listenSocket, originalDestination, socketError, socketFd, startTcpConnect, tcpState, withNetns } from "./linux.ts";
-import { TcpConnection, handlers, type TcpListener } from "./tcp.ts";
+import { TcpConnection, handlers, listenError, type TcpListener } from "./tcp.ts";
 
 const TCP_ESTABLISHED = 1;
 
@@ -64,10 +64,7 @@ export function listenTcpInNetns(
       }),
     );
   } catch (e) {
-    if (e instanceof MeshError) throw e;
-    const msg = e instanceof Error ? e.message : String(e);
-    if (/in use|EADDRINUSE/i.test(msg)) throw new MeshError(ErrorCodes.ADDRESS_IN_USE, `address ${where(opts.hostname, opts.port)} in ${netnsPath} is already in use`, { cause: e });
-    throw new MeshError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${where(opts.hostname, opts.port)} in ${netnsPath}: ${msg}`, { cause: e });
+    throw listenError(opts.hostname, opts.port, e, ` in ${netnsPath}`);
   }
   return {
     hostname: opts.hostname,

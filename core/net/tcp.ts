@@ -178,9 +178,11 @@ export interface TcpListener {
   close(): void;
 }
 
-function listenError(hostname: string, port: number, e: unknown): MeshError {
+/** The error for a listen that failed: ADDRESS_IN_USE naming the address, else LISTEN_FAILED. */
+export function listenError(hostname: string, port: number, e: unknown, scope = ""): MeshError {
+  if (e instanceof MeshError) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  const where = `${hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`}${scope}`;
   if (/in use|EADDRINUSE/i.test(msg) || (e as { code?: string })?.code === "EADDRINUSE") {
     return new MeshError(ErrorCodes.ADDRESS_IN_USE, `address ${where} is already in use`, { cause: e });
   }

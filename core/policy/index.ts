@@ -25,3 +25,4 @@ export { parseAuthorizationPolicies, type KubernetesParseOptions } from "./kuber
 export { fromLocalConfig } from "./local.ts";
 export { PolicyEngine, type PolicyEngineOptions } from "./engine.ts";
 export { normalizeRequestPath } from "./compile.ts";
+export { PolicySet, type PolicySetLog } from "./policy-set.ts";

@@ -10,6 +10,7 @@ import { TunnelDuplex, createHttp1Server, http1Request, type Http1Headers, type 
 import type { PolicyEngine, PolicyTarget } from "../policy/index.ts";
 import { applyHeaderEdits, applyRequestFilters, applyResponseFilters, pickBackend, type HeaderOp, type RouteTable } from "../routes/index.ts";
 import { httpLabelsFor, requestLog, type Logger, type MeshMetrics } from "../telemetry/index.ts";
+import { pickWeighted } from "../ztunnel/index.ts";
 
 export const HBONE_PORT = 15008;
 /** Istio's (Envoy RBAC filter's) body for a denied request. */
@@ -395,14 +396,5 @@ export function pickEndpoint(state: MeshState, service: Service, servicePort: nu
     if (port === 0) continue;
     candidates.push({ workload: ep.workload, ip, port });
   }
-  let total = 0;
-  for (const c of candidates) total += Math.max(0, c.workload.capacity);
-  if (candidates.length === 0) return undefined;
-  if (total <= 0) return candidates[Math.floor(rand() * candidates.length)];
-  let r = rand() * total;
-  for (const c of candidates) {
-    r -= Math.max(0, c.workload.capacity);
-    if (r < 0) return c;
-  }
-  return candidates[candidates.length - 1];
+  return pickWeighted(candidates, rand);
 }

@@ -4,10 +4,10 @@
 // rotation, and drains on request — the same lifecycle as ztunnel, for one workload.
 import { FileConfigSource, StateStore, WatchedFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
-import { HboneListener, HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
+import { HboneListener, HbonePool, hboneTuningFrom, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
 import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
-import { PolicyEngine, fromLocalConfig, parseAuthorizationPolicies, type CompiledPolicy } from "../policy/index.ts";
+import { PolicySet, parseAuthorizationPolicies } from "../policy/index.ts";
 import { RouteTable, parseHttpRoutes, type HttpRoute } from "../routes/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity, TunnelDuplex } from "../net/index.ts";
@@ -50,26 +50,17 @@ export class Waypoint {
   private readonly tuning: HboneTuning;
   private readonly watched: { stop(): void }[] = [];
   private readonly routeFiles = new Map<string, readonly HttpRoute[]>();
-  private readonly policyFiles = new Map<string, readonly CompiledPolicy[]>();
   private routeTable = new RouteTable([]);
-  private engine = new PolicyEngine([]);
-  private localPolicies: CompiledPolicy[] = [];
-  private localPolicyKeys = "";
   private workload!: Workload;
   private readonly openTunnels = new Set<TunnelDuplex>();
+  private readonly policies: PolicySet;
   private draining = false;
   private drainPromise: Promise<number> | undefined;
   private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly opts: WaypointOptions) {
-    const env = opts.env;
-    this.tuning = {
-      ...DEFAULT_TUNING,
-      streamWindowSize: Math.max(env.streamWindowSize, env.connectionWindowSize),
-      frameSize: env.frameSize,
-      poolMaxStreamsPerConnection: env.poolMaxStreamsPerConnection,
-      poolUnusedReleaseTimeoutMs: env.poolUnusedReleaseTimeoutMs,
-    };
+    this.policies = new PolicySet(opts.log);
+    this.tuning = hboneTuningFrom(opts.env);
   }
 
   /** Start everything; throws a MeshError (bad config, unknown workload, port in use) with nothing left running. */
@@ -105,11 +96,8 @@ export class Waypoint {
           path,
           (text, p) => parseAuthorizationPolicies(text, p),
           (policies, initial) => {
-            const files = new Map(this.policyFiles);
-            files.set(path, policies);
             // A policy set that cannot be combined (duplicate keys) is refused; the last good one stays.
-            this.rebuildEngine(this.localPolicies, files);
-            this.policyFiles.set(path, policies);
+            this.policies.setFile(path, policies);
             if (!initial) log.info("authorization policies reloaded", { file: path, policies: policies.length });
           },
           configLog,
@@ -176,22 +164,7 @@ export class Waypoint {
     const w = state.workloads.get(this.opts.workloadUid);
     if (w && w.identity === this.workload.identity) this.workload = w;
     else if (!w) this.opts.log.warn("the waypoint's workload left the config; serving with its last known definition", { workload: this.opts.workloadUid });
-    const keys = [...state.policies.values()].map((p) => `${p.key}:${JSON.stringify(p)}`).join("\n");
-    if (keys === this.localPolicyKeys) return;
-    const local = [...state.policies.values()].map((p) => fromLocalConfig(p));
-    try {
-      this.rebuildEngine(local, this.policyFiles);
-      this.localPolicies = local;
-      this.localPolicyKeys = keys;
-    } catch (e) {
-      this.opts.log.error("authorization policies rejected; keeping the last good set", { error: (e as Error).message });
-    }
-  }
-
-  private rebuildEngine(local: readonly CompiledPolicy[], files: ReadonlyMap<string, readonly CompiledPolicy[]>): void {
-    const all = [...local];
-    for (const list of files.values()) all.push(...list);
-    this.engine = new PolicyEngine(all, { onWarning: (msg) => this.opts.log.warn("authorization policy warning", { warning: msg }) });
+    this.policies.setLocal(state.policies.values());
   }
 
   /** The waypoint's own services name it as a Gateway for policies with targetRefs. */
@@ -220,7 +193,7 @@ export class Waypoint {
       selfIp: this.selfIp,
       identity: () => this.tlsIdentity(),
       routes: () => this.routeTable,
-      policies: () => this.engine,
+      policies: () => this.policies.engine,
       gateways: () => this.gateways(),
       pool: this.pool,
       metrics: this.metrics,
@@ -246,7 +219,7 @@ export class Waypoint {
       workload: { uid: this.opts.workloadUid, identity: this.workload?.identity, address: this.workload ? this.selfIp : undefined },
       config: { configPath: this.opts.configPath, caDir: this.opts.caDir, routeFiles: this.opts.routeFiles ?? [], policyFiles: this.opts.policyFiles ?? [] },
       routes: this.routeTable.routes.map((r) => ({ key: r.key, source: r.source, parentRefs: r.parentRefs })),
-      policies: this.engine.policies.map((p) => ({ key: p.key, action: p.action, source: p.source })),
+      policies: this.policies.engine.policies.map((p) => ({ key: p.key, action: p.action, source: p.source })),
       certificates: this.certs?.snapshot() ?? [],
       pool: this.pool ? { connections: this.pool.connectionCount, streams: this.pool.streamCount } : undefined,
       tunnels: this.openTunnels.size,

@@ -2,7 +2,7 @@
 // serves their listeners, follows config changes and certificate rotation, and drains on request.
 import { FileConfigSource, StateStore, WatchedFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
-import { HbonePool, DEFAULT_TUNING, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
+import { HbonePool, hboneTuningFrom, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
 import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa, type Svid } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
 import { parseAuthorizationPolicies } from "../policy/index.ts";
@@ -69,16 +69,7 @@ export class Ztunnel {
   private ownPortSet: ReadonlySet<number> = ILLEGAL_PORTS;
 
   constructor(private readonly opts: ZtunnelOptions) {
-    const env = opts.env;
-    this.tuning = {
-      ...DEFAULT_TUNING,
-      // Bun needs the session window equal to the stream window (reference/bun.md §2.3), so the one
-      // window is the larger of ztunnel's two: 16 MiB by default, as ztunnel's connection window.
-      streamWindowSize: Math.max(env.streamWindowSize, env.connectionWindowSize),
-      frameSize: env.frameSize,
-      poolMaxStreamsPerConnection: env.poolMaxStreamsPerConnection,
-      poolUnusedReleaseTimeoutMs: env.poolUnusedReleaseTimeoutMs,
-    };
+    this.tuning = hboneTuningFrom(opts.env);
   }
 
   get log(): Logger {
