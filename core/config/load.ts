@@ -1,5 +1,6 @@
 // parseLocalConfig: text of an istio/ztunnel local config file -> validated, indexed MeshState.
 
+import { dirname, resolve } from "node:path";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
 import type { MeshState, PortMap, Workload } from "./model.ts";
 import { addressKey } from "./addresses.ts";
@@ -16,6 +17,8 @@ export interface LoadedConfig {
   readonly fileName: string;
   /** Things that load but are probably mistakes, one line each, prefixed like errors. */
   readonly warnings: readonly string[];
+  /** `routeFiles`, resolved against the config file's directory */
+  readonly routeFiles: readonly string[];
 }
 
 /** Checks between entries: unique keys and addresses, references. */
@@ -134,5 +137,6 @@ export function parseLocalConfig(text: string, fileName: string): LoadedConfig {
     raw,
     fileName,
     warnings: Object.freeze(issues.warnings.map((w) => line(fileName, w))),
+    routeFiles: Object.freeze(draft.routeFiles.map((f) => resolve(dirname(fileName), f))),
   });
 }

@@ -1,14 +1,16 @@
 // The local config file's top level: istio/ztunnel's `LocalConfig` (src/xds.rs) — `workloads`,
-// `services`, `policies`, all optional — read into model values, every problem collected.
+// `services`, `policies`, all optional — read into model values, every problem collected. The
+// mesh adds `routeFiles`: Gateway API HTTPRoute YAML files the waypoint loads (relative paths are
+// relative to the config file).
 
 import type { AuthorizationPolicy } from "./model.ts";
 import { readPolicy } from "./schema-policy.ts";
-import { Fields, Issues, describe, index } from "./schema-read.ts";
+import { Fields, Issues, describe, index, readString } from "./schema-read.ts";
 import { readService, type ServiceDraft } from "./schema-service.ts";
 import { readWorkload, type WorkloadDraft } from "./schema-workload.ts";
 import type { YNode } from "./yaml-tree.ts";
 
-export const ROOT_KEYS = ["workloads", "services", "policies"] as const;
+export const ROOT_KEYS = ["workloads", "services", "policies", "routeFiles"] as const;
 
 /** An entry that parsed, with the position it had in the file (for cross-check messages). */
 export interface At<T> {
@@ -20,6 +22,7 @@ export interface ConfigDraft {
   readonly workloads: At<WorkloadDraft>[];
   readonly services: At<ServiceDraft>[];
   readonly policies: At<AuthorizationPolicy>[];
+  readonly routeFiles: string[];
 }
 
 function readEntries<T>(
@@ -45,12 +48,17 @@ function readEntries<T>(
 }
 
 export function readLocalConfigTree(root: YNode | undefined, issues: Issues): ConfigDraft {
-  if (root === undefined) return { workloads: [], services: [], policies: [] };
-  const f = Fields.read(root, "", ROOT_KEYS, issues, "a map with keys workloads, services, policies");
-  if (!f) return { workloads: [], services: [], policies: [] };
+  if (root === undefined) return { workloads: [], services: [], policies: [], routeFiles: [] };
+  const f = Fields.read(root, "", ROOT_KEYS, issues, "a map with keys workloads, services, policies, routeFiles");
+  if (!f) return { workloads: [], services: [], policies: [], routeFiles: [] };
   return {
     workloads: readEntries(f, "workloads", issues, "workloads", readWorkload),
     services: readEntries(f, "services", issues, "services", readService),
     policies: readEntries(f, "policies", issues, "policies", readPolicy),
+    routeFiles: readEntries(f, "routeFiles", issues, "file paths", (n, path, iss) => {
+      const v = readString(n, path, iss, "a file path");
+      if (v === "") iss.error(path, "expected a file path, got an empty string");
+      return v || undefined;
+    }).map((e) => e.value),
   };
 }

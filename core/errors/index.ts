@@ -48,6 +48,15 @@ export const ErrorCodes = {
   UPSTREAM_CONNECT: "UPSTREAM_CONNECT",
   SOCKS_PROTOCOL: "SOCKS_PROTOCOL",
   UNKNOWN_HOST: "UNKNOWN_HOST",
+  // waypoints: a destination's waypoint cannot be resolved; traffic must go through one
+  WAYPOINT_UNRESOLVED: "WAYPOINT_UNRESOLVED",
+  WAYPOINT_REQUIRED: "WAYPOINT_REQUIRED",
+  // the waypoint's L7 upstream
+  UPSTREAM_RESET: "UPSTREAM_RESET",
+  UPSTREAM_TIMEOUT: "UPSTREAM_TIMEOUT",
+  REQUEST_TIMEOUT: "REQUEST_TIMEOUT",
+  ROUTE_BACKEND_MISSING: "ROUTE_BACKEND_MISSING",
+  DOWNSTREAM_CLOSED: "DOWNSTREAM_CLOSED",
   // process
   ADDRESS_IN_USE: "ADDRESS_IN_USE",
   LISTEN_FAILED: "LISTEN_FAILED",
@@ -60,6 +69,26 @@ export const ErrorCodes = {
   POD_UNKNOWN_WORKLOAD: "POD_UNKNOWN_WORKLOAD",
   POD_SOCKET_UNAVAILABLE: "POD_SOCKET_UNAVAILABLE",
   CAPTURE_RULES_FAILED: "CAPTURE_RULES_FAILED",
+  // HTTP/1.1 codec (core/http1): a request we refuse, or an upstream response we cannot frame
+  HTTP1_MALFORMED: "HTTP1_MALFORMED",
+  HTTP1_FRAMING: "HTTP1_FRAMING", // ambiguous or invalid body framing (request smuggling defence)
+  HTTP1_METHOD_NOT_ALLOWED: "HTTP1_METHOD_NOT_ALLOWED",
+  HTTP1_HEADER_TIMEOUT: "HTTP1_HEADER_TIMEOUT",
+  HTTP1_BODY_TOO_LARGE: "HTTP1_BODY_TOO_LARGE",
+  HTTP1_URI_TOO_LONG: "HTTP1_URI_TOO_LONG",
+  HTTP1_HEADERS_TOO_LARGE: "HTTP1_HEADERS_TOO_LARGE",
+  HTTP1_TE_UNSUPPORTED: "HTTP1_TE_UNSUPPORTED",
+  HTTP1_VERSION_UNSUPPORTED: "HTTP1_VERSION_UNSUPPORTED",
+  HTTP1_INVALID_FIELD: "HTTP1_INVALID_FIELD", // we were asked to write a header that would corrupt the message
+  HTTP1_UPSTREAM_PROTOCOL: "HTTP1_UPSTREAM_PROTOCOL",
+  // Proxy-Wasm plugins (wasm/): loading, ABI, and the runtime failures a fail strategy applies to
+  WASM_MODULE_INVALID: "WASM_MODULE_INVALID",
+  WASM_ABI_UNSUPPORTED: "WASM_ABI_UNSUPPORTED",
+  WASM_CONFIG_REJECTED: "WASM_CONFIG_REJECTED",
+  WASM_TRAP: "WASM_TRAP",
+  WASM_TIMEOUT: "WASM_TIMEOUT",
+  WASM_MEMORY_LIMIT: "WASM_MEMORY_LIMIT",
+  WASM_BUFFER_LIMIT: "WASM_BUFFER_LIMIT", // a body the plugin buffers grew past the host's bound
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -149,6 +178,7 @@ export function socksReplyFor(code: ErrorCode): number {
     case ErrorCodes.UNKNOWN_HOST:
       return 0x04; // host unreachable
     case ErrorCodes.NO_HEALTHY_UPSTREAM:
+    case ErrorCodes.WAYPOINT_UNRESOLVED:
       return 0x04;
     case ErrorCodes.SOCKS_PROTOCOL:
       return 0x07; // command not supported
@@ -167,10 +197,70 @@ export function codeForHboneStatus(status: number): ErrorCode {
   return ErrorCodes.HBONE_STATUS;
 }
 
+/**
+ * What the waypoint answers (and reports) when it cannot forward a request: HTTP status, Envoy's
+ * response flag, `response_code_details`, and the body Envoy would send.
+ */
+export function l7FailureFor(code: ErrorCode): { status: number; flag: string; details: string; body: string } {
+  switch (code) {
+    case ErrorCodes.AUTHZ_DENIED:
+      return { status: 403, flag: "-", details: "rbac_access_denied", body: "RBAC: access denied" };
+    case ErrorCodes.NO_HEALTHY_UPSTREAM:
+    case ErrorCodes.WAYPOINT_UNRESOLVED:
+      return { status: 503, flag: "UH", details: "no_healthy_upstream", body: "no healthy upstream" };
+    case ErrorCodes.ROUTE_BACKEND_MISSING:
+      return { status: 500, flag: "NR", details: "route_backend_not_found", body: "" };
+    case ErrorCodes.UPSTREAM_CONNECT:
+    case ErrorCodes.HBONE_UPSTREAM_CONNECT:
+    case ErrorCodes.HBONE_STATUS:
+    case ErrorCodes.HBONE_TLS_FAILURE:
+    case ErrorCodes.SVID_IDENTITY_MISMATCH:
+      return { status: 503, flag: "UF", details: "upstream_reset_before_response_started{connection_failure}", body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure" };
+    case ErrorCodes.UPSTREAM_RESET:
+      return { status: 503, flag: "UC", details: "upstream_reset_before_response_started{connection_termination}", body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination" };
+    case ErrorCodes.UPSTREAM_TIMEOUT:
+    case ErrorCodes.REQUEST_TIMEOUT:
+      return { status: 504, flag: "UT", details: "response_timeout", body: "upstream request timeout" };
+    case ErrorCodes.DOWNSTREAM_CLOSED:
+      return { status: 0, flag: "DC", details: "downstream_remote_disconnect", body: "" };
+    default:
+      return { status: 500, flag: "-", details: "internal_error", body: "" };
+  }
+}
+
 /** One line for a terminal: `error[CODE]: message` plus indented details. */
 export function formatForCli(e: unknown): string {
   const m = asMeshError(e);
   const lines = [`error[${m.code}]: ${m.message}`];
   for (const d of m.details) lines.push(`  ${d}`);
   return lines.join("\n");
+}
+
+/** HTTP status a waypoint answers with for an HTTP/1.1 codec error (RFC 9110 §15, RFC 9112). */
+export function http1StatusFor(code: ErrorCode): number {
+  switch (code) {
+    case ErrorCodes.HTTP1_MALFORMED:
+    case ErrorCodes.HTTP1_FRAMING:
+      return 400;
+    case ErrorCodes.HTTP1_METHOD_NOT_ALLOWED:
+      return 405;
+    case ErrorCodes.HTTP1_HEADER_TIMEOUT:
+      return 408;
+    case ErrorCodes.HTTP1_BODY_TOO_LARGE:
+      return 413;
+    case ErrorCodes.HTTP1_URI_TOO_LONG:
+      return 414;
+    case ErrorCodes.HTTP1_HEADERS_TOO_LARGE:
+      return 431;
+    case ErrorCodes.HTTP1_TE_UNSUPPORTED:
+      return 501;
+    case ErrorCodes.HTTP1_UPSTREAM_PROTOCOL:
+      return 502;
+    case ErrorCodes.UPSTREAM_RESET: // the upstream closed mid-response (raised by core/http1 too)
+      return 503;
+    case ErrorCodes.HTTP1_VERSION_UNSUPPORTED:
+      return 505;
+    default:
+      return 500;
+  }
 }

@@ -70,7 +70,24 @@ export function forwardedHost(value: string | undefined): string | undefined {
   return m?.[2];
 }
 
+/** `for=` of a forwarded header as {ip, port}; undefined when absent or not an address. */
+export function forwardedFor(value: string | undefined): { ip: string; port: number } | undefined {
+  if (!value || value.length > 2048) return undefined;
+  const m = /(?:^|;)\s*for="?(?:\[([0-9a-fA-F:.]{2,45})\]|([0-9.]{7,15})):(\d{1,5})"?\s*(?:;|$)/.exec(value);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { ip: (m[1] ?? m[2])!, port };
+}
+
 export function newTraceparent(): string {
   const b = randomBytes(24);
   return `00-${b.subarray(0, 16).toString("hex")}-${b.subarray(16).toString("hex")}-00`;
 }
+
+/**
+ * CONNECT request header by which a destination's ztunnel, hairpinning a tunnel that skipped the
+ * destination's waypoint, states the source identity it verified. A waypoint believes it only from
+ * a peer that is the destination workload itself (see core/waypoint); from anyone else it is ignored.
+ */
+export const SOURCE_PRINCIPAL_HEADER = "x-mesh-source-principal";

@@ -3,5 +3,5 @@
 export { HboneListener, type InboundTunnel, type HboneListenerOptions, type PeerIdentity, type PeerVerifier, type HboneLog } from "./server.ts";
 export { HbonePool, type PoolKey, type OutboundTunnel, type OutboundTunnelRequest } from "./pool.ts";
 export { parseAuthority, formatAuthority, type HboneTarget } from "./authority.ts";
-export { formatBaggage, parseBaggage, formatForwarded, forwardedHost, newTraceparent, type BaggageFields } from "./headers.ts";
+export { formatBaggage, parseBaggage, formatForwarded, forwardedHost, forwardedFor, newTraceparent, SOURCE_PRINCIPAL_HEADER, type BaggageFields } from "./headers.ts";
 export { DEFAULT_TUNING, serverSettings, clientSettings, hboneTuningFrom, type HboneTuning } from "./settings.ts";

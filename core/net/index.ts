@@ -52,4 +52,4 @@ export {
 export { bindUdp, udpExchange, MAX_DATAGRAM, type UdpListener, type UdpPeer } from "./udp.ts";
 export { serveUnixLines, requestUnixLine, unixSocketAnswers, MAX_LINE_BYTES, type UnixLineServer } from "./unix.ts";
 export { TunnelDuplex } from "./tunnel-duplex.ts";
-export { createHttp1Server, http1Request, type Http1Server, type Http1Request, type Http1Response, type Http1Headers, type Http1ClientRequest } from "./http1.ts";
+export { createInnerH2Server, connectInnerH2, type InnerH2ServerOptions } from "./inner-h2.ts";

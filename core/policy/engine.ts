@@ -182,7 +182,7 @@ export class PolicyEngine {
    * as Istio does) or one request (layer "l7", every attribute; `targets` adds the waypoint
    * policies attached to those Gateways/Services).
    */
-  evaluate(workload: Workload, attrs: L4Attributes, layer?: "l4"): Decision;
+  evaluate(workload: Workload, attrs: L4Attributes, layer?: "l4", targets?: readonly PolicyTarget[]): Decision;
   evaluate(workload: Workload, attrs: RequestAttributes, layer: "l7", targets?: readonly PolicyTarget[]): Decision;
   evaluate(workload: Workload, attrs: L4Attributes | RequestAttributes, layer?: PolicyLayer, targets?: readonly PolicyTarget[]): Decision;
   evaluate(
@@ -192,7 +192,7 @@ export class PolicyEngine {
     targets?: readonly PolicyTarget[],
   ): Decision {
     const entry = this.entry(workload);
-    const plan = layer === "l4" ? entry.l4 : this.l7Plan(entry, targets);
+    const plan = layer === "l4" && (!targets || targets.length === 0) ? entry.l4 : this.targetPlan(entry, targets, layer);
     const ctx = this.ctx;
     if (!ctx.setL4(attrs)) {
       return decision(false, `source ${attrs.sourceIp} or destination ${attrs.destinationIp} is not an IP address`, plan.warnings, EMPTY);
@@ -348,11 +348,15 @@ export class PolicyEngine {
     };
   }
 
-  private l7Plan(entry: Entry, targets: readonly PolicyTarget[] | undefined): Plan {
+  /**
+   * The plan for a workload plus the waypoint policies attached to `targets`. Layer "l4" there is
+   * TCP through a waypoint: HTTP attributes are dropped or fail closed exactly as at ztunnel.
+   */
+  private targetPlan(entry: Entry, targets: readonly PolicyTarget[] | undefined, layer: PolicyLayer): Plan {
     if (!targets || targets.length === 0) {
       return (entry.l7 ??= this.buildPlan(entry.applicable.policies, entry.applicable.missing, entry.refWarnings, "l7"));
     }
-    const key = targets.map((t) => targetKey(t.kind, t.namespace, t.name)).join("|");
+    const key = `${layer}|${targets.map((t) => targetKey(t.kind, t.namespace, t.name)).join("|")}`;
     const plans = (entry.l7Targets ??= new Map());
     let plan = plans.get(key);
     if (!plan) {
@@ -362,7 +366,7 @@ export class PolicyEngine {
           if (!policies.includes(p)) policies.push(p);
         }
       }
-      plan = this.buildPlan(policies, entry.applicable.missing, entry.refWarnings, "l7");
+      plan = this.buildPlan(policies, entry.applicable.missing, entry.refWarnings, layer);
       plans.set(key, plan);
     }
     return plan;

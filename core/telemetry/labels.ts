@@ -28,7 +28,8 @@ export const TCP_LABEL_NAMES = [
 ] as const;
 
 export type TcpLabelName = (typeof TCP_LABEL_NAMES)[number];
-export type Reporter = "source" | "destination";
+/** `waypoint`: the waypoint reports both its HTTP requests and the TCP it proxies (Istio does). */
+export type Reporter = "source" | "destination" | "waypoint";
 export type ConnectionSecurityPolicy = "mutual_tls" | "unknown";
 
 /** Labels of one TCP connection. Anything left out (or empty) renders as `unknown`. */

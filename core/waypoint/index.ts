@@ -1,5 +1,9 @@
-// The waypoint role: an L7 proxy on HBONE. HTTP/1.1 inside each tunnel is authorized (L7
-// AuthorizationPolicy), routed (Gateway API HTTPRoutes attached to services) and forwarded by
-// HBONE, as the waypoint's own identity, to an endpoint of the chosen service.
+// The waypoint role: an L7 proxy on HBONE. Each tunnel is checked (a destination this waypoint
+// serves; the caller's verified identity), its protocol detected (HTTP/1.x, HTTP/2, else TCP), and
+// each request authorized (L7 AuthorizationPolicy), routed (Gateway API HTTPRoutes), and sent by
+// HBONE, as the waypoint's own identity, to an endpoint chosen by least request.
 export { Waypoint, WAYPOINT_VERSION, type WaypointOptions } from "./waypoint.ts";
-export { pickEndpoint, RBAC_DENIED_BODY } from "./proxy.ts";
+export { EndpointBalancer, serviceEndpoints, DEFAULT_EJECTION, type Endpoint, type EjectionPolicy } from "./endpoints.ts";
+export { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
+export type { RequestHooks, HookRequest, LocalReply, RequestOrigin } from "./handler.ts";
+export type { HeaderPairs } from "./exchange.ts";

@@ -2,7 +2,7 @@
 // config and the CA, takes the identity and address of its workload (`--workload UID`), serves
 // HBONE on `<its IP>:15008`, follows config, route and policy file changes and certificate
 // rotation, and drains on request — the same lifecycle as ztunnel, for one workload.
-import { FileConfigSource, StateStore, WatchedFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
+import { FileConfigSource, StateStore, WatchedFile, loadConfigFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
 import { HboneListener, HbonePool, hboneTuningFrom, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
 import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa } from "../identity/index.ts";
@@ -10,9 +10,23 @@ import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers
 import { PolicySet, parseAuthorizationPolicies } from "../policy/index.ts";
 import { RouteTable, parseHttpRoutes, type HttpRoute } from "../routes/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
-import type { TlsIdentity, TunnelDuplex } from "../net/index.ts";
+import type { TlsIdentity } from "../net/index.ts";
 import { waitForDrain } from "../drain/index.ts";
-import { HBONE_PORT, WaypointProxy } from "./proxy.ts";
+import { EndpointBalancer } from "./endpoints.ts";
+import { serveH1 } from "./front-h1.ts";
+import { RequestPipeline, type RequestHooks } from "./handler.ts";
+import { DEFAULT_H2_GUARD } from "./h2-guard.ts";
+import { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
+import { acceptWaypointTunnel, type TunnelContext } from "./tunnel.ts";
+import { HBONE_PORT, MeshDialer } from "./upstream.ts";
+import { H1UpstreamPool } from "./upstream-h1.ts";
+import { H2UpstreamPool } from "./upstream-h2.ts";
+
+/** Something serving a tunnel: closed gracefully on drain, destroyed at the deadline. */
+interface OpenTunnel {
+  destroy(): void;
+  close?(): void;
+}
 
 export const WAYPOINT_VERSION = "0.1.0";
 
@@ -33,6 +47,8 @@ export interface WaypointOptions {
   /** Kubernetes AuthorizationPolicy YAML files (`--policies`), watched */
   readonly policyFiles?: readonly string[];
   readonly clusterDomain?: string;
+  /** HTTP limits and timeouts (defaults: Envoy's) */
+  readonly limits?: Partial<L7Limits>;
   readonly log: Logger;
   readonly accessLog: Logger;
   readonly onExit?: (code: number) => void;
@@ -52,7 +68,14 @@ export class Waypoint {
   private readonly routeFiles = new Map<string, readonly HttpRoute[]>();
   private routeTable = new RouteTable([]);
   private workload!: Workload;
-  private readonly openTunnels = new Set<TunnelDuplex>();
+  private readonly openTunnels = new Set<OpenTunnel>();
+  private readonly balancer = new EndpointBalancer();
+  private h1Pool: H1UpstreamPool | undefined;
+  private h2Pool: H2UpstreamPool | undefined;
+  private pipeline: RequestPipeline | undefined;
+  private tunnels: TunnelContext | undefined;
+  /** plugin hooks (Wasm filter chain), when any plugin is configured */
+  hooks: RequestHooks | undefined;
   private readonly policies: PolicySet;
   private draining = false;
   private drainPromise: Promise<number> | undefined;
@@ -72,11 +95,15 @@ export class Waypoint {
       this.certs = new CertificateManager(this.ca, { lifetimeMs: this.opts.env.certLifetimeMs, log: configLog });
       this.verifier = meshPeerVerifier(this.certs, () => this.ca.trustDomain);
       this.pool = new HbonePool({ tuning: this.tuning, verifier: this.verifier, log: configLog });
+      // Route files named in the config join those given by flag (the list is read at start).
+      const initial = await loadConfigFile(this.opts.configPath);
+      const routeFiles = [...new Set([...initial.routeFiles, ...(this.opts.routeFiles ?? [])])];
+      this.routeFileList = routeFiles;
       this.source = new FileConfigSource(this.opts.configPath, this.store, configLog);
       this.source.start();
       this.workload = this.ownWorkload(this.store.current());
       this.applyState(this.store.current());
-      for (const path of this.opts.routeFiles ?? []) {
+      for (const path of routeFiles) {
         const file = new WatchedFile(
           path,
           (text, p) => parseHttpRoutes(text, p),
@@ -115,7 +142,7 @@ export class Waypoint {
         tuning: this.tuning,
         verifier: this.verifier,
         log: configLog,
-        onTunnel: (t) => this.proxy.onTunnel(t),
+        onTunnel: (t) => acceptWaypointTunnel(this.tunnelContext(), t),
         onRejectedPeer: (err, addr) => log.warn("HBONE peer rejected", { code: err.code, error: err.message, "src.addr": addr }),
       });
       this.certs.onRotate((identity, next) => {
@@ -185,24 +212,55 @@ export class Waypoint {
     return svidTlsMaterial(svid);
   }
 
-  private proxyInstance: WaypointProxy | undefined;
-  private get proxy(): WaypointProxy {
-    this.proxyInstance ??= new WaypointProxy({
-      state: () => this.store.current(),
+  private routeFileList: readonly string[] = [];
+
+  private tunnelContext(): TunnelContext {
+    if (this.tunnels) return this.tunnels;
+    const limits: L7Limits = { ...DEFAULT_L7_LIMITS, ...(this.opts.limits ?? {}) };
+    const dialer = new MeshDialer({
+      pool: this.pool,
       self: () => this.workload,
       selfIp: this.selfIp,
       identity: () => this.tlsIdentity(),
+      connectTimeoutMs: 10_000,
+    });
+    const h1 = (this.h1Pool = new H1UpstreamPool(dialer));
+    const h2 = (this.h2Pool = new H2UpstreamPool(dialer));
+    const pipeline = (this.pipeline = new RequestPipeline({
+      state: () => this.store.current(),
+      self: () => this.workload,
       routes: () => this.routeTable,
       policies: () => this.policies.engine,
       gateways: () => this.gateways(),
-      pool: this.pool,
+      balancer: this.balancer,
+      upstream: { request: (protocol, ep, head, body) => (protocol === "h2" ? h2.request(ep, head, body) : h1.request(ep, head, body)) },
       metrics: this.metrics,
       log: this.opts.log,
       accessLog: this.opts.accessLog,
-      clusterDomain: this.opts.clusterDomain ?? "cluster.local",
-      openTunnels: this.openTunnels,
-    });
-    return this.proxyInstance;
+      hooks: () => this.hooks,
+    }));
+    const open = this.openTunnels;
+    this.tunnels = {
+      state: () => this.store.current(),
+      self: () => this.workload,
+      policies: () => this.policies.engine,
+      gateways: () => this.gateways(),
+      balancer: this.balancer,
+      dialer,
+      limits,
+      guard: DEFAULT_H2_GUARD,
+      metrics: this.metrics,
+      log: this.opts.log,
+      accessLog: this.opts.accessLog,
+      open,
+      onRequest: (origin, req, res) => void pipeline.handle(origin, req, res),
+      serveH1: (stream, prefix, origin) => {
+        const conn = serveH1(stream, prefix, { limits, log: this.opts.log, onRequest: (req, res) => void pipeline.handle(origin, req, res) });
+        void conn.closed.then(() => open.delete(conn));
+        return conn;
+      },
+    };
+    return this.tunnels;
   }
 
   readiness(): { ready: boolean; pending: string[] } {
@@ -217,11 +275,12 @@ export class Waypoint {
       version: WAYPOINT_VERSION,
       role: "waypoint",
       workload: { uid: this.opts.workloadUid, identity: this.workload?.identity, address: this.workload ? this.selfIp : undefined },
-      config: { configPath: this.opts.configPath, caDir: this.opts.caDir, routeFiles: this.opts.routeFiles ?? [], policyFiles: this.opts.policyFiles ?? [] },
+      config: { configPath: this.opts.configPath, caDir: this.opts.caDir, routeFiles: this.routeFileList, policyFiles: this.opts.policyFiles ?? [] },
       routes: this.routeTable.routes.map((r) => ({ key: r.key, source: r.source, parentRefs: r.parentRefs })),
       policies: this.policies.engine.policies.map((p) => ({ key: p.key, action: p.action, source: p.source })),
       certificates: this.certs?.snapshot() ?? [],
       pool: this.pool ? { connections: this.pool.connectionCount, streams: this.pool.streamCount } : undefined,
+      upstream: { http1IdleConnections: this.h1Pool?.idleCount ?? 0, http2Sessions: this.h2Pool?.sessionCount ?? 0, ejectedEndpoints: this.balancer.ejectedCount },
       tunnels: this.openTunnels.size,
     };
   }
@@ -233,6 +292,8 @@ export class Waypoint {
       this.draining = true;
       this.opts.log.info("draining", { tunnels: this.openTunnels.size, deadlineMs: this.opts.env.drainDeadlineMs });
       this.listener?.drain();
+      // Keep-alive connections finish the request in flight and close; HTTP/2 sessions GOAWAY.
+      for (const t of this.openTunnels) t.close?.();
       const forced = await waitForDrain({ deadlineMs: this.opts.env.drainDeadlineMs, remaining: () => this.openTunnels.size });
       await this.shutdownNow();
       this.opts.log.info("drained", { forced });
@@ -248,6 +309,8 @@ export class Waypoint {
     for (const t of [...this.openTunnels]) t.destroy();
     this.listener?.destroy();
     this.listener = undefined;
+    this.h1Pool?.destroy();
+    this.h2Pool?.destroy();
     this.pool?.destroy();
     this.source?.stop();
     for (const f of this.watched) f.stop();

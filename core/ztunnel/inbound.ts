@@ -3,7 +3,7 @@
 // the tunnel answered 200.
 import type { Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError, hboneStatusFor } from "../errors/index.ts";
-import { forwardedHost, formatBaggage, type InboundTunnel } from "../hbone/index.ts";
+import { forwardedHost, formatBaggage, formatForwarded, SOURCE_PRINCIPAL_HEADER, type InboundTunnel } from "../hbone/index.ts";
 import { connectTcp } from "../net/index.ts";
 import { labelsFor } from "../telemetry/index.ts";
 import { ProxiedConnection } from "./connection.ts";
@@ -11,6 +11,9 @@ import type { ZtunnelContext } from "./context.ts";
 import type { Decision } from "../policy/index.ts";
 import { reportFailure } from "./report.ts";
 import type { PodDialer } from "./inpod/dialer.ts";
+import { isFromWaypoint, pickWaypointReplica, waypointReplicas, waypointsGuarding } from "./waypoints.ts";
+import type { GatewayAddress, Service } from "../config/index.ts";
+import type { ByteStream } from "../net/index.ts";
 
 /** Where an accepted tunnel goes: the app port on this workload's address. */
 export function inboundUpstream(ctx: ZtunnelContext, local: Workload, tunnel: InboundTunnel): { ip: string; port: number } {
@@ -73,6 +76,19 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     if (ctx.draining()) throw new MeshError(ErrorCodes.HBONE_DRAINING, "ztunnel is draining");
     const up = inboundUpstream(ctx, local, tunnel);
     dstAddr = `${up.ip.includes(":") ? `[${up.ip}]` : up.ip}:${up.port}`;
+    const guards = waypointsGuarding(state, local);
+    if (guards.length > 0 && !isFromWaypoint(state, local.network, guards, tunnel.peer.identity, tunnel.sourceAddress)) {
+      // It skipped the waypoint: send it there (the hairpin), then it comes back from the waypoint.
+      const via = await hairpinToWaypoint(ctx, local, tunnel, up, guards, service, dialer);
+      const stream = tunnel.accept();
+      live.run(stream, via.stream, ctx.metrics.connectionOpened(labels), {
+        ...base,
+        dstAddr: `${via.address}:${via.port}`,
+        dstIdentity: via.identity,
+      });
+      ctx.log.debug("tunnel hairpinned through the waypoint", { workload: local.name, src: tunnel.peer.identity, waypoint: `${via.address}:${via.port}` });
+      return;
+    }
     // Source identity is the verified peer certificate; the port is the target (pod) port.
     const attrs = { sourceIp: tunnel.sourceAddress, sourcePrincipal: tunnel.peer.identity, destinationIp: up.ip, destinationPort: up.port };
     try {
@@ -113,4 +129,51 @@ export async function serveInboundTunnel(ctx: ZtunnelContext, local: Workload, t
     const rule = denied?.details.find((d) => d.startsWith("rule="))?.slice(5);
     reportFailure(ctx, labels, { ...base, dstAddr, ...(policy && policy !== "-" ? { authzPolicy: policy } : {}), ...(rule && rule !== "-" ? { authzRule: Number(rule) } : {}) }, err, started);
   }
+}
+
+/**
+ * The sandwich guard. A tunnel reached a workload behind a waypoint without passing it (a client
+ * whose ztunnel did not steer, or one that dialed the pod directly). Rather than deliver it, this
+ * ztunnel opens a tunnel to the waypoint as the destination workload, `:authority` = the pod
+ * address, stating the source identity it verified in SOURCE_PRINCIPAL_HEADER and its address in
+ * `forwarded`. The waypoint believes those only because the peer is the destination itself — a
+ * workload can vouch only for traffic addressed to itself — then applies its policy and routes,
+ * and its own tunnel back arrives from a waypoint replica, which is delivered. A peer that presents
+ * a waypoint's identity from an address that is not a replica's is refused, not hairpinned: that
+ * would loop. No reachable replica: refused (fail closed).
+ */
+async function hairpinToWaypoint(
+  ctx: ZtunnelContext,
+  local: Workload,
+  tunnel: InboundTunnel,
+  up: { ip: string; port: number },
+  guards: readonly GatewayAddress[],
+  hinted: Service | undefined,
+  dialer?: PodDialer,
+): Promise<{ stream: ByteStream; address: string; port: number; identity: string }> {
+  const state = ctx.state();
+  for (const gw of guards) {
+    if (waypointReplicas(state, local.network, gw, true).some((w) => w.identity === tunnel.peer.identity)) {
+      throw new MeshError(ErrorCodes.WAYPOINT_REQUIRED, `peer ${tunnel.peer.identity} has a waypoint's identity but connected from ${tunnel.sourceAddress}, which is not a replica's address`);
+    }
+  }
+  // The workload's own waypoint serves pod-addressed traffic; else the hinted service's; else any.
+  const gw = local.waypoint ?? (hinted && (hinted.waypoint ?? hinted.weightedWaypoints?.[0]?.destination)) ?? guards[0]!;
+  const hop = pickWaypointReplica(state, local.network, gw, up.ip.includes(":"), Math.random);
+  const sourceIp = tunnel.localAddress;
+  const out = await ctx.pool
+    .open({
+      key: { sourceIdentity: local.identity, destinationIdentities: hop.identities, address: hop.address, port: hop.port, sourceIp },
+      identity: ctx.tlsIdentityOf(local),
+      authority: up.ip.includes(":") ? `[${up.ip}]:${up.port}` : `${up.ip}:${up.port}`,
+      headers: {
+        forwarded: formatForwarded(tunnel.sourceAddress, tunnel.sourcePort, hinted?.hostname),
+        [SOURCE_PRINCIPAL_HEADER]: tunnel.peer.identity,
+      },
+      ...(dialer ? { transport: () => dialer.hboneTransport(hop.address, hop.port) } : { bindAddress: sourceIp }),
+    })
+    .catch((e: unknown) => {
+      throw new MeshError(ErrorCodes.WAYPOINT_UNRESOLVED, `cannot reach waypoint ${hop.address}:${hop.port} to hairpin a tunnel that skipped it: ${asMeshError(e).message}`, { cause: e });
+    });
+  return { stream: out.stream, address: hop.address, port: hop.port, identity: out.peer.identity };
 }

@@ -9,7 +9,7 @@ import { labelsFor } from "../telemetry/index.ts";
 import { ProxiedConnection } from "./connection.ts";
 import type { ZtunnelContext } from "./context.ts";
 import { reportFailure } from "./report.ts";
-import { decideOutbound, resolveMeshHostname, routeToService, type OutboundRoute } from "./route.ts";
+import { decideOutbound, resolveMeshHostname, routeToServiceByName, type OutboundRoute } from "./route.ts";
 import { Socks5Handshake, socksReply, type SocksTarget } from "./socks5.ts";
 import type { PodDialer } from "./inpod/dialer.ts";
 
@@ -60,7 +60,7 @@ async function resolveTarget(ctx: ZtunnelContext, source: Workload, target: Sock
     const vip = svc.vips.find((v) => v.network === source.network) ?? svc.vips[0];
     if (vip) return { route: decide(vip.ip, target.port), ip: vip.ip, port: target.port, hostname: svc.hostname };
     // headless service: straight to an endpoint
-    return { route: routeToService(state, svc, target.port, false, Math.random, own), ip: "", port: target.port, hostname: svc.hostname };
+    return { route: routeToServiceByName(state, source, svc, target.port, Math.random, own), ip: "", port: target.port, hostname: svc.hostname };
   }
   if (isIP(target.domain)) return { route: decide(target.domain, target.port), ip: target.domain, port: target.port };
   let ip: string;

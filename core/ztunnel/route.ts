@@ -1,7 +1,8 @@
 // Outbound routing decisions (reference/ztunnel.md §5.1, §5.4) as pure functions of the mesh
 // state, so every branch is unit-tested without sockets.
-import type { MeshState, Service, Workload } from "../config/index.ts";
-import { ErrorCodes, type ErrorCode } from "../errors/index.ts";
+import type { GatewayAddress, MeshState, Service, Workload } from "../config/index.ts";
+import { ErrorCodes, isMeshError, type ErrorCode } from "../errors/index.ts";
+import { isWaypointReplica, pickWaypointReplica, serviceWaypoint, type WaypointHop } from "./waypoints.ts";
 
 /** Our own listener ports: never a valid final destination (loops, trampolining). */
 export const ILLEGAL_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008, 15080]);
@@ -17,6 +18,8 @@ export type OutboundRoute =
       readonly destination: Workload;
       readonly service?: Service;
       readonly targetPort: number;
+      /** set when the tunnel goes to a waypoint replica; `authority` is then the original destination */
+      readonly waypoint?: WaypointHop;
     }
   | {
       readonly kind: "tcp";
@@ -55,11 +58,32 @@ function workloadIpFor(w: Workload, preferV6: boolean): string | undefined {
   return preferV6 ? (v6 ?? v4) : (v4 ?? v6);
 }
 
-function routeToWorkload(w: Workload, ip: string, targetPort: number, service?: Service): OutboundRoute {
-  if (w.waypoint || service?.waypoint) {
-    // Sending around a waypoint would skip its L7 policy; until waypoints are served, refuse.
-    return { kind: "deny", code: ErrorCodes.NOT_IMPLEMENTED, reason: `destination ${w.name} uses a waypoint, which this build does not route to yet`, ...(service ? { service } : {}) };
+/**
+ * HBONE to a replica of the waypoint `gw`, `:authority` = the original destination, untranslated
+ * (the waypoint routes it). No replica is an error, never the direct path.
+ */
+function viaWaypoint(state: MeshState, source: Workload, gw: GatewayAddress, ip: string, port: number, rand: () => number, target: { destination?: Workload; service?: Service; authority?: string }): OutboundRoute {
+  let hop: WaypointHop;
+  try {
+    hop = pickWaypointReplica(state, source.network, gw, ip.includes(":"), rand);
+  } catch (e) {
+    if (!isMeshError(e)) throw e;
+    return { kind: "deny", code: e.code, reason: e.message, ...(target.service ? { service: target.service } : {}) };
   }
+  return {
+    kind: "hbone",
+    address: hop.address,
+    port: hop.port,
+    authority: target.authority ?? formatHostPort(ip, port),
+    expectedIdentities: hop.identities,
+    destination: target.destination ?? hop.workload,
+    targetPort: port,
+    waypoint: hop,
+    ...(target.service ? { service: target.service } : {}),
+  };
+}
+
+function routeToWorkload(w: Workload, ip: string, targetPort: number, service?: Service): OutboundRoute {
   if (w.protocol === "HBONE") {
     const expected = [w.identity, ...(service?.subjectAltNames ?? [])];
     return {
@@ -84,6 +108,7 @@ export function routeToService(
   preferV6: boolean,
   rand: () => number,
   illegalPorts: ReadonlySet<number> = ILLEGAL_PORTS,
+  source?: Workload,
 ): OutboundRoute {
   const allowUnhealthy = service.loadBalancer?.healthPolicy === "AllowAll";
   const candidates: { workload: Workload; ip: string; targetPort: number }[] = [];
@@ -101,6 +126,12 @@ export function routeToService(
   const chosen = pickWeighted(candidates, rand);
   if (!chosen) {
     return { kind: "deny", code: ErrorCodes.NO_HEALTHY_UPSTREAM, reason: `no healthy endpoint for service ${service.hostname}:${servicePort}`, service };
+  }
+  // An endpoint with its own waypoint is reached through it (ztunnel would go direct and leave the
+  // destination's ztunnel to hairpin; going there first saves the detour).
+  const wp = chosen.workload.waypoint;
+  if (wp && source && !isWaypointReplica(state, source.network, wp, source)) {
+    return viaWaypoint(state, source, wp, chosen.ip, chosen.targetPort, rand, { destination: chosen.workload, service });
   }
   return routeToWorkload(chosen.workload, chosen.ip, chosen.targetPort, service);
 }
@@ -122,15 +153,31 @@ export function decideOutbound(
     if (illegalPorts.has(port) && w.protocol === "HBONE") {
       return { kind: "deny", code: ErrorCodes.HBONE_SELF_CALL, reason: `port ${port} of a mesh workload is a mesh port, not an application port` };
     }
+    // Workload-addressed with a waypoint, unless the caller is that waypoint (§5.1 step 7).
+    if (w.waypoint && !isWaypointReplica(state, source.network, w.waypoint, source)) {
+      return viaWaypoint(state, source, w.waypoint, ip, port, rand, { destination: w });
+    }
     return routeToWorkload(w, ip, port);
   }
   const svc = state.serviceByVip(source.network, ip);
   if (svc) {
+    // Service-addressed with a waypoint (§5.1 step 3): even a passthrough service goes there.
+    const gw = serviceWaypoint(svc, rand);
+    if (gw && !isWaypointReplica(state, source.network, gw, source)) return viaWaypoint(state, source, gw, ip, port, rand, { service: svc });
     if (svc.loadBalancer?.mode === "Passthrough") return { kind: "tcp", address: ip, port, service: svc };
-    return routeToService(state, svc, port, ip.includes(":"), rand, illegalPorts);
+    return routeToService(state, svc, port, ip.includes(":"), rand, illegalPorts, source);
   }
   // Not in the mesh: plain TCP passthrough, as ztunnel does for unknown destinations.
   return { kind: "tcp", address: ip, port };
+}
+
+/** A service reached by name with no VIP (headless): its waypoint by `hostname:port`, else an endpoint. */
+export function routeToServiceByName(state: MeshState, source: Workload, service: Service, port: number, rand: () => number = Math.random, illegalPorts: ReadonlySet<number> = ILLEGAL_PORTS): OutboundRoute {
+  const gw = serviceWaypoint(service, rand);
+  if (gw && !isWaypointReplica(state, source.network, gw, source)) {
+    return viaWaypoint(state, source, gw, "", port, rand, { service, authority: `${service.hostname}:${port}` });
+  }
+  return routeToService(state, service, port, false, rand, illegalPorts, source);
 }
 
 /**

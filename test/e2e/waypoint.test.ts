@@ -85,8 +85,8 @@ describe("waypoint role", () => {
         { name: "waypoint", ip: waypointIp, node: "node-w", services: { [serviceKey("waypoint")]: { 15008: 15008 } } },
       ],
       services: [
-        { name: "server", vip: serverVip, ports: { 80: 8080 } },
-        { name: "server-v2", vip: `${subnet}101`, ports: { 80: 8081 } },
+        { name: "server", vip: serverVip, ports: { 80: 8080 }, waypoint: "waypoint" },
+        { name: "server-v2", vip: `${subnet}101`, ports: { 80: 8081 }, waypoint: "waypoint" },
         { name: "waypoint", vip: `${subnet}102`, ports: { 15008: 15008 } },
       ],
     });

@@ -12,6 +12,12 @@ export interface ConfigWorkload {
   serviceAccount?: string;
   /** "<namespace>/<hostname>" of each service it backs -> its port map */
   services?: Record<string, PortMap>;
+  /** name of a waypoint service (in `default`) for traffic addressed to this workload */
+  waypoint?: string;
+  /** default HBONE; TCP = not in the mesh (plain TCP to it) */
+  protocol?: "HBONE" | "TCP";
+  capacity?: number;
+  status?: "Healthy" | "Unhealthy";
 }
 
 /** A service in namespace `default`, hostname `<name>.default.svc.cluster.local`. */
@@ -19,6 +25,8 @@ export interface ConfigService {
   name: string;
   vip: string;
   ports: PortMap;
+  /** name of a waypoint service (in `default`) for traffic addressed to this service */
+  waypoint?: string;
 }
 
 /** The key a workload's `services` map uses for a service in namespace `default`. */
@@ -40,9 +48,12 @@ export function localConfig(opts: { workloads: readonly ConfigWorkload[]; servic
       "  namespace: default",
       `  serviceAccount: ${w.serviceAccount ?? w.name}`,
       `  workloadIps: ["${w.ip}"]`,
-      "  protocol: HBONE",
+      `  protocol: ${w.protocol ?? "HBONE"}`,
       `  node: ${w.node}`,
     );
+    if (w.waypoint) lines.push(`  waypoint: {destination: "${serviceKey(w.waypoint)}", hboneMtlsPort: 15008}`);
+    if (w.capacity !== undefined) lines.push(`  capacity: ${w.capacity}`);
+    if (w.status) lines.push(`  status: ${w.status}`);
     if (w.services) {
       lines.push("  services:");
       for (const [key, ports] of Object.entries(w.services)) lines.push(`    "${key}": ${portMap(ports)}`);
@@ -58,6 +69,7 @@ export function localConfig(opts: { workloads: readonly ConfigWorkload[]; servic
       `  vips: ["/${s.vip}"]`,
       `  ports: ${portMap(s.ports)}`,
     );
+    if (s.waypoint) lines.push(`  waypoint: {destination: "${serviceKey(s.waypoint)}", hboneMtlsPort: 15008}`);
   }
   return `${lines.join("\n")}\n${opts.extra ?? ""}`;
 }

@@ -10,6 +10,7 @@ import type { TrackedConnection, ZtunnelContext } from "../context.ts";
 import { reportFailure } from "../report.ts";
 import type { PodDialer } from "./dialer.ts";
 import { INPOD_PORTS } from "./rules.ts";
+import { waypointsGuarding } from "../waypoints.ts";
 
 const POD_PORTS: ReadonlySet<number> = new Set(Object.values(INPOD_PORTS));
 
@@ -52,6 +53,11 @@ export async function serveInboundPlaintext(ctx: ZtunnelContext, local: Workload
     }
     if (!local.workloadIps.includes(orig.ip)) {
       throw new MeshError(ErrorCodes.HBONE_IP_MISMATCH, `inbound plaintext to ${dstAddr}, which is not an address of ${local.name}`);
+    }
+    // Plaintext carries no identity a waypoint could be told about, so it cannot be hairpinned
+    // safely: a workload behind a waypoint refuses it (fail closed).
+    if (waypointsGuarding(ctx.state(), local).length > 0) {
+      throw new MeshError(ErrorCodes.WAYPOINT_REQUIRED, `inbound plaintext to ${dstAddr}: ${local.name} is behind a waypoint and accepts only traffic that came through it`);
     }
     const attrs = { sourceIp: client.remoteAddress, destinationIp: orig.ip, destinationPort: orig.port };
     ctx.authorizer.authorize(local, attrs);

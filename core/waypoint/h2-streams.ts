@@ -1,0 +1,115 @@
+// Bodies over node:http2 streams, in the shape the pipeline uses (exchange.ts): a stream's incoming
+// data as a BodySource, and a BodySource written onto a stream with backpressure and trailers.
+import type { Duplex } from "node:stream";
+import type { H2Headers } from "../net/index.ts";
+import type { BodySink, BodySource, HeaderPairs } from "./exchange.ts";
+
+/** Incoming header block → pairs, without pseudo-headers; repeated fields stay separate. */
+export function pairsFromH2(h: H2Headers): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (const [k, v] of Object.entries(h)) {
+    if (k.startsWith(":") || v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push([k, x]);
+    else out.push([k, String(v)]);
+  }
+  return out;
+}
+
+/** Pairs → an outgoing header object (repeats become arrays, as node:http2 wants). */
+export function h2FromPairs(pairs: HeaderPairs, into: Record<string, string | string[]> = {}): Record<string, string | string[]> {
+  for (const [k, v] of pairs) {
+    const cur = into[k];
+    if (cur === undefined) into[k] = v;
+    else if (Array.isArray(cur)) cur.push(v);
+    else into[k] = [cur, v];
+  }
+  return into;
+}
+
+/** Size of a header block as it would be counted by HPACK's table accounting (name + value + 32). */
+export function h2HeaderBytes(h: H2Headers): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) n += k.length + x.length + 32;
+    else n += k.length + String(v).length + 32;
+  }
+  return n;
+}
+
+type H2BodyStream = Duplex & { on(event: "trailers", l: (h: H2Headers) => void): unknown };
+
+/** An http2 stream's incoming body (request body on the server, response body on the client). */
+export class H2StreamBody implements BodySource {
+  private trailers: HeaderPairs | undefined;
+  constructor(
+    private readonly stream: H2BodyStream,
+    readonly empty: boolean,
+  ) {
+    stream.pause();
+  }
+  start(sink: BodySink): void {
+    const s = this.stream;
+    let done = false;
+    s.on("trailers", (h: H2Headers) => (this.trailers = pairsFromH2(h)));
+    s.on("data", (c: Buffer) => sink.data(c));
+    s.once("end", () => {
+      done = true;
+      sink.end(this.trailers);
+    });
+    s.once("error", (e: Error) => {
+      if (!done) {
+        done = true;
+        sink.error(e);
+      }
+    });
+    s.once("close", () => {
+      if (!done) {
+        done = true;
+        sink.error(new Error("stream closed before its body ended"));
+      }
+    });
+    s.resume();
+  }
+  pause(): void {
+    this.stream.pause();
+  }
+  resume(): void {
+    this.stream.resume();
+  }
+}
+
+type TrailerStream = Duplex & {
+  once(event: "wantTrailers", l: () => void): unknown;
+  sendTrailers(h: Record<string, string | string[]>): void;
+};
+
+/**
+ * Writes `body` onto an http2 stream opened with `waitForTrailers`, then its trailers (or an empty
+ * trailer block, which node:http2 turns into a clean END_STREAM). `onError` fires if the body
+ * source fails, after which the stream is reset.
+ */
+export function writeBodyToH2(body: BodySource, stream: TrailerStream, onError: (e: Error) => void): void {
+  let trailers: HeaderPairs | undefined;
+  stream.once("wantTrailers", () => {
+    try {
+      stream.sendTrailers(trailers ? h2FromPairs(trailers) : {});
+    } catch {
+      /* stream already gone */
+    }
+  });
+  stream.on("drain", () => body.resume());
+  body.start({
+    data(chunk) {
+      if (!stream.write(chunk)) body.pause();
+    },
+    end(t) {
+      trailers = t;
+      stream.end();
+    },
+    error(e) {
+      onError(e);
+      stream.destroy(e);
+    },
+  });
+}

@@ -1,0 +1,578 @@
+// One request through the waypoint, whatever protocol carried it: trust and forwarding headers,
+// L7 authorization, HTTPRoute matching and filters, mirrors, endpoint choice (least request,
+// passive ejection), retries and timeouts, the response back through the route's filters, then
+// one metric sample and one access-log line. The phases are named in DESIGN.md; plugins hook
+// into them through `RequestHooks`.
+import { randomBytes, randomUUID } from "node:crypto";
+import type { MeshState, Service, Workload } from "../config/index.ts";
+import { ErrorCodes, MeshError, asMeshError, l7FailureFor, type ErrorCode } from "../errors/index.ts";
+import type { PolicyEngine, PolicyTarget } from "../policy/index.ts";
+import { ISTIO_DEFAULT_RETRY, applyHeaderEdits, applyRequestFilters, applyResponseFilters, pickBackend, type HeaderOp, type MirrorTarget, type RetryPolicy, type RouteTable, type RouteTimeouts } from "../routes/index.ts";
+import { httpLabelsFor, requestLog, type Logger, type MeshMetrics, type RequestRecord } from "../telemetry/index.ts";
+import { serviceEndpoints, type Endpoint, type EndpointBalancer } from "./endpoints.ts";
+import { BufferedBody, headerValue, headerValues, type BodySource, type HeaderPairs, type L7Request, type L7Responder, type UpstreamResponse } from "./exchange.ts";
+import { ReplayableBody } from "./replay.ts";
+import type { UpstreamCall, UpstreamHead } from "./upstream.ts";
+
+type TryOutcome =
+  | { readonly kind: "response"; readonly response: UpstreamResponse & { readonly peerIdentity?: string }; release(): void; discard(): void }
+  | { readonly kind: "error"; readonly error: MeshError };
+
+/** Where a tunnel was addressed and who is calling, as the waypoint established it. */
+export interface RequestOrigin {
+  /** the tunnel's target: service VIP or workload IP (or a hostname for headless services) */
+  readonly targetIp: string;
+  readonly targetPort: number;
+  readonly service?: Service;
+  readonly workload?: Workload;
+  /** verified caller: the HBONE peer, or the source its destination's ztunnel vouched for */
+  readonly principal: string;
+  readonly sourceIp: string;
+  readonly sourcePort: number;
+  /** the source workload, only when its identity is the principal */
+  readonly source?: Workload;
+}
+
+export interface UpstreamClients {
+  request(protocol: "h1" | "h2", ep: Endpoint, head: UpstreamHead, body: BodySource): UpstreamCall;
+}
+
+/** Plugin hook points (issue 6): each may answer locally or let the request continue. */
+export interface RequestHooks {
+  /** Before authorization (AUTHN phase) and after it (AUTHZ, STATS); edits `headers` in place. */
+  requestHeaders?(phase: "AUTHN" | "AUTHZ" | "STATS", req: HookRequest): Promise<LocalReply | undefined>;
+  responseHeaders?(req: HookRequest, status: number, headers: HeaderPairs): Promise<LocalReply | undefined>;
+  done?(req: HookRequest, status: number): void;
+}
+
+export interface HookRequest {
+  readonly origin: RequestOrigin;
+  readonly method: string;
+  path: string;
+  authority: string;
+  readonly headers: HeaderPairs;
+  readonly protocol: string;
+}
+
+export interface LocalReply {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: HeaderPairs;
+  readonly details?: string;
+}
+
+export interface PipelineContext {
+  readonly state: () => MeshState;
+  readonly self: () => Workload;
+  readonly routes: () => RouteTable;
+  readonly policies: () => PolicyEngine;
+  /** Gateway targets of L7 policies: the waypoint's own service names. */
+  readonly gateways: () => readonly string[];
+  readonly balancer: EndpointBalancer;
+  readonly upstream: UpstreamClients;
+  readonly metrics: MeshMetrics;
+  readonly log: Logger;
+  readonly accessLog: Logger;
+  readonly hooks?: () => RequestHooks | undefined;
+  readonly rand?: () => number;
+}
+
+/** Identity a client could claim in a header; only the mesh may state these. */
+const UNTRUSTED_PREFIXES = ["x-mesh-", "x-envoy-"];
+const UNTRUSTED = new Set(["x-forwarded-client-cert"]);
+const RESPONSE_HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"]);
+
+/** Retry conditions that apply to failures before any response (Envoy retry_on names). */
+function retriableFailure(err: MeshError, policy: RetryPolicy): boolean {
+  const on = policy.retryOn;
+  if (err.code === ErrorCodes.UPSTREAM_CONNECT) return on.includes("connect-failure") || on.includes("gateway-error") || on.includes("5xx") || on.includes("reset");
+  if (err.code === ErrorCodes.UPSTREAM_RESET) {
+    if (err.details.includes("refused-stream") && on.includes("refused-stream")) return true;
+    // A kept-alive connection the server closed as we wrote: no byte was processed (Envoy retries these).
+    if (err.details.includes("reused")) return true;
+    return on.includes("reset") || on.includes("5xx") || on.includes("gateway-error");
+  }
+  return false;
+}
+
+function retriableStatus(status: number, policy: RetryPolicy): boolean {
+  if (policy.codes.includes(status)) return true;
+  const on = policy.retryOn;
+  if (status >= 500 && on.includes("5xx")) return true;
+  if ((status === 502 || status === 503 || status === 504) && on.includes("gateway-error")) return true;
+  if (status === 503 && on.includes("unavailable-503")) return true;
+  return false;
+}
+
+/** W3C trace context: keep the caller's trace, make the waypoint's hop a new span. */
+function nextTraceparent(incoming: string | undefined): string {
+  const span = randomBytes(8).toString("hex");
+  const m = incoming ? /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(incoming.trim()) : null;
+  if (m && !/^0+$/.test(m[1]!) && !/^0+$/.test(m[2]!)) return `00-${m[1]}-${span}-${m[3]}`;
+  return `00-${randomBytes(16).toString("hex")}-${span}-01`;
+}
+
+function findService(state: MeshState, namespace: string, name: string): Service | undefined {
+  for (const s of state.services.values()) if (s.namespace === namespace && s.name === name) return s;
+  return undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Header edits over pairs (names are lower-case). */
+function editPairs(pairs: HeaderPairs, ops: readonly HeaderOp[]): void {
+  applyHeaderEdits(
+    {
+      set(n, v) {
+        const k = n.toLowerCase();
+        for (let i = pairs.length - 1; i >= 0; i--) if (pairs[i]![0] === k) pairs.splice(i, 1);
+        pairs.push([k, v]);
+      },
+      append(n, v) {
+        pairs.push([n.toLowerCase(), v]);
+      },
+      delete(n) {
+        const k = n.toLowerCase();
+        for (let i = pairs.length - 1; i >= 0; i--) if (pairs[i]![0] === k) pairs.splice(i, 1);
+      },
+    },
+    ops,
+  );
+}
+
+class HeaderMap {
+  constructor(private readonly pairs: HeaderPairs) {}
+  get(name: string): string | undefined {
+    return headerValues(this.pairs, name.toLowerCase());
+  }
+}
+
+export class RequestPipeline {
+  constructor(private readonly ctx: PipelineContext) {}
+
+  async handle(origin: RequestOrigin, req: L7Request, res: L7Responder): Promise<void> {
+    const r = new RequestRun(this.ctx, origin, req, res);
+    try {
+      await r.run();
+    } catch (e) {
+      r.failed(asMeshError(e));
+    }
+  }
+}
+
+/** The state of one request; reports exactly once. */
+class RequestRun {
+  private readonly startTime = Date.now();
+  private readonly t0 = performance.now();
+  private readonly headers: HeaderPairs;
+  private service: Service | undefined;
+  private endpoint: Endpoint | undefined;
+  private upstreamPeer: string | undefined;
+  private routeName: string | undefined;
+  private flags: string[] = [];
+  private details = "via_upstream";
+  private responseHeaderBytes = 0;
+  private bodyOut = 0;
+  private body: ReplayableBody;
+  private reported = false;
+  private downstreamGone = false;
+  private call: UpstreamCall | undefined;
+  private upstreamServiceTimeMs: number | undefined;
+  private readonly hookReq: HookRequest;
+
+  constructor(
+    private readonly ctx: PipelineContext,
+    private readonly origin: RequestOrigin,
+    private readonly req: L7Request,
+    private readonly res: L7Responder,
+  ) {
+    this.service = origin.service;
+    this.body = new ReplayableBody(req.body);
+    this.headers = [];
+    for (const p of req.headers) {
+      if (UNTRUSTED.has(p[0]) || UNTRUSTED_PREFIXES.some((x) => p[0].startsWith(x))) continue;
+      this.headers.push(p);
+    }
+    this.hookReq = { origin, method: req.method, path: req.path, authority: req.authority, headers: this.headers, protocol: req.protocol };
+    res.onAbort(() => {
+      this.downstreamGone = true;
+      this.call?.cancel(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "the client went away"));
+    });
+  }
+
+  private get rand(): () => number {
+    return this.ctx.rand ?? Math.random;
+  }
+
+  async run(): Promise<void> {
+    const { ctx, origin, req } = this;
+    const h = this.headers;
+    // Forwarding headers: the tunnel's source is appended; ids and trace context are the proxy's.
+    const xff = headerValues(h, "x-forwarded-for");
+    editPairs(h, [{ op: "set", name: "x-forwarded-for", value: xff ? `${xff}, ${origin.sourceIp}` : origin.sourceIp }]);
+    if (!headerValue(h, "x-forwarded-proto")) h.push(["x-forwarded-proto", req.scheme]);
+    if (!headerValue(h, "x-request-id")) h.push(["x-request-id", randomUUID()]);
+    editPairs(h, [{ op: "set", name: "traceparent", value: nextTraceparent(headerValue(h, "traceparent")) }]);
+
+    const hooks = ctx.hooks?.();
+    if (hooks?.requestHeaders) {
+      const reply = await hooks.requestHeaders("AUTHN", this.hookReq);
+      if (reply) return this.localReply(reply);
+    }
+
+    // ---- L7 authorization: the principal is the verified peer (or vouched source), never a header ----
+    const self = ctx.self();
+    const targets: PolicyTarget[] = ctx.gateways().map((name) => ({ kind: "Gateway", name, namespace: self.namespace }));
+    for (const s of this.policyServices()) targets.push({ kind: "Service", name: s.name, namespace: s.namespace });
+    const decision = ctx.policies().evaluate(
+      self,
+      {
+        sourceIp: origin.sourceIp,
+        sourcePrincipal: origin.principal,
+        destinationIp: origin.targetIp,
+        destinationPort: origin.targetPort,
+        method: req.method,
+        path: this.hookReq.path,
+        host: this.hookReq.authority,
+        headers: new HeaderMap(h),
+        remoteIp: origin.sourceIp,
+      },
+      "l7",
+      targets,
+    );
+    if (!decision.allowed) {
+      const f = l7FailureFor(ErrorCodes.AUTHZ_DENIED);
+      return this.localReply({ status: f.status, body: f.body, details: `rbac_access_denied_matched_policy[${decision.policy ?? "none"}]` });
+    }
+    if (hooks?.requestHeaders) {
+      const reply = (await hooks.requestHeaders("AUTHZ", this.hookReq)) ?? (await hooks.requestHeaders("STATS", this.hookReq));
+      if (reply) return this.localReply(reply);
+    }
+
+    // ---- routing ----
+    const state = ctx.state();
+    let servicePort = origin.targetPort;
+    let upstreamPath = this.hookReq.path;
+    let upstreamAuthority = this.hookReq.authority;
+    let responseOps: HeaderOp[] = [];
+    let retry: RetryPolicy = ISTIO_DEFAULT_RETRY;
+    let timeouts: RouteTimeouts = {};
+    let mirrors: readonly MirrorTarget[] = [];
+    const svc = origin.service;
+    const selection = svc
+      ? ctx.routes().match({ method: req.method, path: upstreamPath, host: upstreamAuthority, headers: new HeaderMap(h) }, { namespace: svc.namespace, name: svc.name, hostname: svc.hostname }, origin.targetPort)
+      : undefined;
+    if (selection) {
+      this.routeName = `${selection.route.key}.${selection.ruleIndex}`;
+      retry = selection.rule.retry;
+      timeouts = selection.rule.timeouts;
+      const backend = selection.rule.backendRefs.length > 0 ? pickBackend(selection.rule, this.rand) : undefined;
+      const filters = [...selection.rule.filters, ...(backend?.filters ?? [])];
+      const result = applyRequestFilters(filters, { path: upstreamPath, host: upstreamAuthority, port: origin.targetPort }, selection.match);
+      if (result.redirect) {
+        return this.localReply({ status: result.redirect.statusCode, body: "", headers: [["location", result.redirect.location]], details: "direct_response" });
+      }
+      if (!backend) return this.fail(new MeshError(ErrorCodes.ROUTE_BACKEND_MISSING, `route ${this.routeName} has no backend`));
+      const target = findService(state, backend.namespace, backend.name);
+      if (!target) return this.fail(new MeshError(ErrorCodes.ROUTE_BACKEND_MISSING, `backend service ${backend.namespace}/${backend.name} of route ${this.routeName} is not in the mesh`));
+      this.service = target;
+      servicePort = backend.port;
+      upstreamPath = result.path;
+      upstreamAuthority = result.host;
+      editPairs(h, result.headers);
+      responseOps = applyResponseFilters(filters);
+      mirrors = result.mirrors;
+    }
+
+    const endpoints = (): Endpoint[] => {
+      if (this.service) return serviceEndpoints(ctx.state(), this.service, servicePort);
+      const w = origin.workload;
+      return w ? [{ workload: w, ip: origin.targetIp, port: origin.targetPort, key: `${origin.targetIp}:${origin.targetPort}` }] : [];
+    };
+    const head: UpstreamHead = { method: req.method, path: upstreamPath, authority: upstreamAuthority, scheme: req.scheme, headers: h };
+    const protocol = req.protocol === "HTTP/2" ? "h2" : "h1";
+    for (const m of mirrors) this.mirror(m, head, protocol);
+
+    // ---- upstream, with retries ----
+    const requestDeadline = timeouts.requestMs ? this.t0 + timeouts.requestMs : undefined;
+    const tried = new Set<string>();
+    let lastError: MeshError | undefined;
+    for (let attempt = 0; attempt <= retry.attempts; attempt++) {
+      if (attempt > 0) {
+        this.addFlag("URX");
+        // Envoy's default backoff: 25 ms base, exponential, full jitter.
+        const base = retry.backoffMs ?? 25;
+        await sleep(Math.floor(this.rand() * base * 2 ** (attempt - 1)));
+      }
+      if (this.downstreamGone) return this.fail(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "the client went away"));
+      const ep = ctx.balancer.pick(endpoints(), this.rand, tried);
+      if (!ep) return this.fail(new MeshError(ErrorCodes.NO_HEALTHY_UPSTREAM, `no healthy endpoint for ${this.service?.hostname ?? origin.targetIp}:${servicePort}`));
+      tried.add(ep.key);
+      this.endpoint = ep;
+      const outcome = await this.attempt(ep, protocol, head, timeouts, requestDeadline);
+      if (outcome.kind === "response") {
+        const status = outcome.response.status;
+        if (attempt < retry.attempts && retriableStatus(status, retry) && this.body.replayable && !this.deadlinePassed(requestDeadline)) {
+          outcome.discard();
+          continue;
+        }
+        this.flags = this.flags.filter((f) => f !== "URX");
+        return this.respond(outcome.response, responseOps, outcome.release);
+      }
+      lastError = outcome.error;
+      if (lastError.code === ErrorCodes.UPSTREAM_TIMEOUT || lastError.code === ErrorCodes.DOWNSTREAM_CLOSED) break;
+      if (!(attempt < retry.attempts && this.body.replayable && retriableFailure(lastError, retry) && !this.deadlinePassed(requestDeadline))) break;
+    }
+    if (lastError && !this.flags.includes("URX")) this.flags = [];
+    return this.fail(lastError ?? new MeshError(ErrorCodes.NO_HEALTHY_UPSTREAM, "no endpoint answered"));
+  }
+
+  private deadlinePassed(deadline: number | undefined): boolean {
+    return deadline !== undefined && performance.now() >= deadline;
+  }
+
+  /** Services whose Service-targeted policies apply: the addressed one, or those of the addressed pod served here. */
+  private policyServices(): Service[] {
+    if (this.origin.service) return [this.origin.service];
+    const w = this.origin.workload;
+    if (!w) return [];
+    const out: Service[] = [];
+    const state = this.ctx.state();
+    for (const key of w.services.keys()) {
+      const s = state.services.get(key);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  private addFlag(f: string): void {
+    if (!this.flags.includes(f)) this.flags.push(f);
+  }
+
+  /** One try: resolves with the response head (body still streaming) or the failure. */
+  private async attempt(ep: Endpoint, protocol: "h1" | "h2", head: UpstreamHead, timeouts: RouteTimeouts, requestDeadline: number | undefined): Promise<TryOutcome> {
+    const ctx = this.ctx;
+    ctx.balancer.begin(ep);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      ctx.balancer.finish(ep);
+      if (timer) clearTimeout(timer);
+    };
+    const tryStart = performance.now();
+    const call = ctx.upstream.request(protocol, ep, head, this.body.reader());
+    this.call = call;
+    // The per-try and whole-request budgets run until the response is complete (Envoy's semantics).
+    const budgets: number[] = [];
+    if (timeouts.backendRequestMs) budgets.push(timeouts.backendRequestMs);
+    if (requestDeadline !== undefined) budgets.push(Math.max(0, requestDeadline - performance.now()));
+    if (budgets.length > 0) {
+      const ms = Math.min(...budgets);
+      timer = setTimeout(() => call.cancel(new MeshError(ErrorCodes.UPSTREAM_TIMEOUT, `upstream did not complete the response within ${Math.round(ms)} ms`)), ms);
+    }
+    try {
+      const response = await call.response;
+      this.upstreamPeer = response.peerIdentity ?? call.peerIdentity;
+      this.upstreamServiceTimeMs = performance.now() - tryStart;
+      ctx.balancer.connectSucceeded(ep);
+      return {
+        kind: "response",
+        response,
+        release,
+        discard: () => {
+          this.body.detach();
+          call.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "response discarded for a retry"));
+          release();
+        },
+      };
+    } catch (e) {
+      release();
+      this.body.detach();
+      const err = asMeshError(e, ErrorCodes.UPSTREAM_RESET);
+      if (err.code === ErrorCodes.UPSTREAM_CONNECT && ctx.balancer.connectFailed(ep)) {
+        ctx.log.warn("endpoint ejected after consecutive connect failures", { endpoint: ep.key, workload: ep.workload.name });
+      }
+      ctx.log.debug("upstream try failed", { endpoint: ep.key, code: err.code, error: err.message });
+      return { kind: "error", error: err };
+    }
+  }
+
+  /** Streams the upstream response to the client through the route's response filters. */
+  private async respond(up: UpstreamResponse, responseOps: HeaderOp[], release: () => void): Promise<void> {
+    const headers: HeaderPairs = [];
+    for (const p of up.headers) if (!RESPONSE_HOP_BY_HOP.has(p[0])) headers.push(p);
+    editPairs(headers, responseOps);
+    const hooks = this.ctx.hooks?.();
+    if (hooks?.responseHeaders) {
+      const reply = await hooks.responseHeaders(this.hookReq, up.status, headers);
+      if (reply) {
+        this.call?.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "response replaced by a plugin"));
+        release();
+        return this.localReply(reply);
+      }
+    }
+    this.responseHeaderBytes = up.headerBytes;
+    const res = this.res;
+    const noBody = up.body.empty || this.req.method === "HEAD";
+    res.head(up.status, headers, noBody);
+    if (noBody) {
+      if (!up.body.empty) up.body.start({ data() {}, end: release, error: release });
+      else release();
+      return this.report(up.status);
+    }
+    await new Promise<void>((resolve) => {
+      res.onDrain(() => up.body.resume());
+      up.body.start({
+        data: (c) => {
+          this.bodyOut += c.byteLength;
+          if (!res.write(c)) up.body.pause();
+        },
+        end: (trailers) => {
+          res.end(trailers);
+          release();
+          resolve();
+        },
+        error: (e) => {
+          const err = asMeshError(e, ErrorCodes.UPSTREAM_RESET);
+          this.addFlag(err.code === ErrorCodes.UPSTREAM_TIMEOUT ? "UT" : err.code === ErrorCodes.DOWNSTREAM_CLOSED ? "DC" : "UPE");
+          res.reset();
+          release();
+          resolve();
+        },
+      });
+    });
+    this.report(up.status, this.flags.some((f) => f === "UPE" || f === "UT" || f === "DC") ? "upstream response did not complete" : undefined);
+  }
+
+  /** Copies the request to a mirror backend; its response is dropped (Envoy appends "-shadow" to the host). */
+  private mirror(m: MirrorTarget, head: UpstreamHead, protocol: "h1" | "h2"): void {
+    if (this.rand() * 100 >= m.percent) return;
+    const svc = findService(this.ctx.state(), m.backendRef.namespace, m.backendRef.name);
+    if (!svc) return;
+    const ep = this.ctx.balancer.pick(serviceEndpoints(this.ctx.state(), svc, m.backendRef.port), this.rand);
+    if (!ep) return;
+    const host = head.authority.replace(/^([^:]+)(:\d+)?$/, (_, h: string, p?: string) => `${h}-shadow${p ?? ""}`);
+    const headers = head.headers.slice();
+    void this.body.whenComplete().then(() => {
+      const chunks = this.body.bufferedChunks;
+      if (this.body.empty || !chunks) {
+        if (!this.body.empty) return; // too large to copy: not mirrored
+      }
+      const call = this.ctx.upstream.request(protocol, ep, { ...head, authority: host, headers }, new BufferedBody(chunks ?? []));
+      call.response.then(
+        (r) => r.body.start({ data() {}, end() {}, error() {} }),
+        () => {},
+      );
+    });
+  }
+
+  private localReply(reply: LocalReply): void {
+    this.details = reply.details ?? "direct_response";
+    this.drainRequestBody();
+    const body = new TextEncoder().encode(reply.body);
+    const headers: HeaderPairs = [...(reply.headers ?? [])];
+    if (body.byteLength > 0 && !headers.some(([k]) => k === "content-type")) headers.push(["content-type", "text/plain"]);
+    this.res.head(reply.status, headers, body.byteLength === 0);
+    if (body.byteLength > 0) {
+      this.res.write(body);
+      this.res.end();
+    }
+    this.bodyOut = body.byteLength;
+    this.report(reply.status);
+  }
+
+  private drainRequestBody(): void {
+    if (this.req.body.empty) return;
+    // Read and drop what the client still sends, so the connection stays usable (bounded by the front end).
+    this.body.reader().start({ data() {}, end() {}, error() {} });
+  }
+
+  private fail(err: MeshError): void {
+    const f = l7FailureFor(err.code as ErrorCode);
+    this.addFlag(f.flag);
+    this.flags = this.flags.filter((x) => x !== "-");
+    this.details = f.details;
+    if (err.code === ErrorCodes.DOWNSTREAM_CLOSED || this.res.headSent) {
+      this.res.reset();
+      return this.report(this.res.headSent ? 0 : 0, err.message);
+    }
+    this.drainRequestBody();
+    const body = new TextEncoder().encode(f.body);
+    this.res.head(f.status, body.byteLength ? [["content-type", "text/plain"]] : [], body.byteLength === 0);
+    if (body.byteLength) {
+      this.res.write(body);
+      this.res.end();
+    }
+    this.bodyOut = body.byteLength;
+    this.report(f.status, err.message);
+  }
+
+  /** Called by the pipeline when something threw outside the expected paths. */
+  failed(err: MeshError): void {
+    if (this.reported) return;
+    this.ctx.log.error("waypoint request failed", { code: err.code, error: err.message });
+    if (this.res.headSent) {
+      this.res.reset();
+      this.report(0, err.message);
+    } else this.fail(err);
+  }
+
+  private report(code: number, error?: string): void {
+    if (this.reported) return;
+    this.reported = true;
+    const { ctx, origin, req } = this;
+    const durationMs = performance.now() - this.t0;
+    const flags = this.flags.filter((f) => f && f !== "-").join(",") || "-";
+    const destination = this.endpoint?.workload ?? origin.workload;
+    const grpc = (headerValue(req.headers, "content-type") ?? "").startsWith("application/grpc");
+    ctx.metrics.requestCompleted(
+      httpLabelsFor({
+        reporter: "waypoint",
+        mtls: true,
+        requestProtocol: grpc ? "grpc" : "http",
+        responseCode: code,
+        responseFlags: flags,
+        ...(origin.source ? { source: origin.source } : {}),
+        sourcePrincipal: origin.principal,
+        ...(destination ? { destination } : {}),
+        ...(this.upstreamPeer ? { destinationPrincipal: this.upstreamPeer } : {}),
+        ...(this.service ? { destinationService: this.service } : {}),
+      }),
+      { durationMs, requestBytes: req.headerBytes + this.body.received, responseBytes: this.responseHeaderBytes + this.bodyOut },
+    );
+    const h = this.headers;
+    const record: RequestRecord = {
+      startTime: this.startTime,
+      method: req.method,
+      path: req.path,
+      protocol: req.protocol,
+      responseCode: code,
+      responseFlags: flags,
+      responseCodeDetails: this.details,
+      bytesReceived: this.body.received,
+      bytesSent: this.bodyOut,
+      durationMs,
+      ...(this.upstreamServiceTimeMs !== undefined ? { upstreamServiceTimeMs: this.upstreamServiceTimeMs } : {}),
+      xForwardedFor: headerValue(h, "x-forwarded-for"),
+      userAgent: headerValue(h, "user-agent"),
+      requestId: headerValue(h, "x-request-id"),
+      traceparent: headerValue(h, "traceparent"),
+      authority: req.authority,
+      ...(this.endpoint ? { upstreamHost: this.endpoint.key, dstWorkload: this.endpoint.workload.name, dstNamespace: this.endpoint.workload.namespace } : {}),
+      ...(this.upstreamPeer ? { dstIdentity: this.upstreamPeer } : {}),
+      ...(this.service ? { dstService: this.service.hostname } : {}),
+      downstreamRemoteAddress: `${origin.sourceIp}:${origin.sourcePort}`,
+      downstreamLocalAddress: `${origin.targetIp}:${origin.targetPort}`,
+      ...(this.routeName ? { routeName: this.routeName } : {}),
+      srcIdentity: origin.principal,
+      ...(origin.source ? { srcWorkload: origin.source.name, srcNamespace: origin.source.namespace } : {}),
+      ...(error ? { error } : {}),
+    };
+    requestLog(ctx.accessLog, record);
+    ctx.hooks?.()?.done?.(this.hookReq, code);
+  }
+}
