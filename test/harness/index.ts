@@ -9,3 +9,5 @@ export { parsePrometheus, samples, sampleSum, type Sample } from "./metrics.ts";
 export { runMesh, ensureBinary, stackFrames, type CliResult } from "./cli.ts";
 export { presentedCertificate, type PresentedCertificate } from "./tls.ts";
 export { workloadFixture, type WorkloadFixtureOptions } from "./workload.ts";
+export { startWaypoint, type WaypointProcessOptions } from "./waypoint.ts";
+export { hboneConnect, type HboneTestCert, type HboneTestTunnel } from "./hbone-client.ts";
