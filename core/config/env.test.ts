@@ -46,6 +46,10 @@ describe("readRuntimeEnv", () => {
       certLifetimeMs: 86_400_000,
       clusterId: "Kubernetes",
       trustDomain: "cluster.local",
+      httpHeaderTimeoutMs: 10_000,
+      httpIdleTimeoutMs: 300_000,
+      httpMaxHeaderBytes: 61_440,
+      httpMaxHeaders: 100,
     });
     expect(Object.isFrozen(env)).toBe(true);
   });
@@ -63,6 +67,10 @@ describe("readRuntimeEnv", () => {
       SECRET_TTL: "1h",
       CLUSTER_ID: "c1",
       TRUST_DOMAIN: "example.org",
+      MESH_HTTP_HEADER_TIMEOUT: "2s",
+      MESH_HTTP_IDLE_TIMEOUT: "30s",
+      MESH_HTTP_MAX_HEADER_BYTES: "8Ki",
+      MESH_HTTP_MAX_HEADERS: "20",
       UNRELATED: "x",
     });
     expect(env).toEqual({
@@ -77,6 +85,10 @@ describe("readRuntimeEnv", () => {
       certLifetimeMs: 3_600_000,
       clusterId: "c1",
       trustDomain: "example.org",
+      httpHeaderTimeoutMs: 2_000,
+      httpIdleTimeoutMs: 30_000,
+      httpMaxHeaderBytes: 8_192,
+      httpMaxHeaders: 20,
     });
   });
 

@@ -25,6 +25,14 @@ export interface RuntimeEnv {
   readonly clusterId: string;
   /** Trust domain of the mesh's own identity. */
   readonly trustDomain: string;
+  /** Waypoint: a request head must arrive within this (MESH_HTTP_HEADER_TIMEOUT; 408 after). */
+  readonly httpHeaderTimeoutMs: number;
+  /** Waypoint: a client connection with no request in flight closes after this (MESH_HTTP_IDLE_TIMEOUT). */
+  readonly httpIdleTimeoutMs: number;
+  /** Waypoint: bytes of request header fields (MESH_HTTP_MAX_HEADER_BYTES; Envoy's 60 KiB). */
+  readonly httpMaxHeaderBytes: number;
+  /** Waypoint: number of request header fields (MESH_HTTP_MAX_HEADERS; Envoy's 100). */
+  readonly httpMaxHeaders: number;
 }
 
 export const ENV_DEFAULTS: RuntimeEnv = Object.freeze({
@@ -39,6 +47,10 @@ export const ENV_DEFAULTS: RuntimeEnv = Object.freeze({
   certLifetimeMs: 24 * 3_600_000,
   clusterId: "Kubernetes",
   trustDomain: "cluster.local",
+  httpHeaderTimeoutMs: 10_000,
+  httpIdleTimeoutMs: 300_000,
+  httpMaxHeaderBytes: 60 * 1024,
+  httpMaxHeaders: 100,
 });
 
 const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
@@ -143,6 +155,10 @@ export function readRuntimeEnv(env: Record<string, string | undefined> = process
     // Istio: ISTIO_META_CLUSTER_ID wins over CLUSTER_ID.
     clusterId: get(env, "ISTIO_META_CLUSTER_ID") ?? get(env, "CLUSTER_ID") ?? d.clusterId,
     trustDomain,
+    httpHeaderTimeoutMs: readDurationVar(env, "MESH_HTTP_HEADER_TIMEOUT", d.httpHeaderTimeoutMs, 10),
+    httpIdleTimeoutMs: readDurationVar(env, "MESH_HTTP_IDLE_TIMEOUT", d.httpIdleTimeoutMs, 10),
+    httpMaxHeaderBytes: readSize(env, "MESH_HTTP_MAX_HEADER_BYTES", d.httpMaxHeaderBytes, 1024, 1024 * 1024),
+    httpMaxHeaders: readInteger(env, "MESH_HTTP_MAX_HEADERS", d.httpMaxHeaders, 8, 10_000),
   };
   return Object.freeze(out);
 }

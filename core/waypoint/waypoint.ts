@@ -216,7 +216,15 @@ export class Waypoint {
 
   private tunnelContext(): TunnelContext {
     if (this.tunnels) return this.tunnels;
-    const limits: L7Limits = { ...DEFAULT_L7_LIMITS, ...(this.opts.limits ?? {}) };
+    const env = this.opts.env;
+    const limits: L7Limits = {
+      ...DEFAULT_L7_LIMITS,
+      headerTimeoutMs: env.httpHeaderTimeoutMs,
+      idleTimeoutMs: env.httpIdleTimeoutMs,
+      maxHeaderBytes: env.httpMaxHeaderBytes,
+      maxHeaderCount: env.httpMaxHeaders,
+      ...(this.opts.limits ?? {}),
+    };
     const dialer = new MeshDialer({
       pool: this.pool,
       self: () => this.workload,
