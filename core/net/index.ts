@@ -52,4 +52,5 @@ export {
 export { bindUdp, udpExchange, MAX_DATAGRAM, type UdpListener, type UdpPeer } from "./udp.ts";
 export { serveUnixLines, requestUnixLine, unixSocketAnswers, MAX_LINE_BYTES, type UnixLineServer } from "./unix.ts";
 export { TunnelDuplex } from "./tunnel-duplex.ts";
+export { connectTlsOrigination, type TlsOriginationOptions } from "./tls-origination.ts";
 export { createInnerH2Server, connectInnerH2, type InnerH2ServerOptions } from "./inner-h2.ts";

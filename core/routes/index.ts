@@ -32,6 +32,7 @@ export {
   type RouteService,
 } from "./table.ts";
 export { pickBackend } from "./backend.ts";
+export { parseDestinationRules, type DestinationRule } from "./destination-rule.ts";
 export {
   applyHeaderEdits,
   applyRequestFilters,

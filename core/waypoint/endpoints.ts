@@ -5,10 +5,13 @@ import type { MeshState, Service, Workload } from "../config/index.ts";
 
 export interface Endpoint {
   readonly workload: Workload;
+  /** an IP, or a DNS name for an endpoint outside the mesh known only by hostname */
   readonly ip: string;
   readonly port: number;
   /** `ip:port`, the balancer's key */
   readonly key: string;
+  /** the service it was chosen for (egress TLS is configured per service) */
+  readonly service?: Service;
 }
 
 export interface EjectionPolicy {
@@ -116,13 +119,14 @@ export function serviceEndpoints(state: MeshState, service: Service, servicePort
   const out: Endpoint[] = [];
   for (const ep of state.endpointsOf(service.key)) {
     if (!allowUnhealthy && ep.workload.status !== "Healthy") continue;
-    const ip = ep.workload.workloadIps.find((a) => !a.includes(":")) ?? ep.workload.workloadIps[0];
+    // Outside the mesh an endpoint may be a DNS name only (a ServiceEntry with DNS resolution).
+    const ip = ep.workload.workloadIps.find((a) => !a.includes(":")) ?? ep.workload.workloadIps[0] ?? (ep.workload.protocol === "TCP" && ep.workload.hostname ? ep.workload.hostname : undefined);
     if (!ip) continue;
     const fromEndpoint = ep.ports.get(servicePort);
     const fromService = service.ports.get(servicePort);
     const port = fromEndpoint && fromEndpoint > 0 ? fromEndpoint : fromService && fromService > 0 ? fromService : fromService === 0 ? 0 : servicePort;
     if (port === 0) continue;
-    out.push({ workload: ep.workload, ip, port, key: `${ip}:${port}` });
+    out.push({ workload: ep.workload, ip, port, key: `${ip}:${port}`, service });
   }
   return out;
 }

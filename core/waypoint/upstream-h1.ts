@@ -6,7 +6,7 @@ import { connectHttp1, resolveHttp1Limits, type Http1ClientConnection } from "..
 import type { Endpoint } from "./endpoints.ts";
 import { headerValue, type BodySource, type HeaderPairs } from "./exchange.ts";
 import { H1BodySource, pairsFromHeaderList } from "./h1-streams.ts";
-import type { UpstreamCall, UpstreamDialer, UpstreamHead } from "./upstream.ts";
+import { connectionPoolKey, type UpstreamCall, type UpstreamDialer, type UpstreamHead } from "./upstream.ts";
 
 /** Fields the codec frames itself, or that name the hop rather than the message. */
 const FRAMING = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "upgrade", "te", "host"]);
@@ -68,7 +68,7 @@ export class H1UpstreamPool {
     let abort: ((e: MeshError) => void) | undefined;
     let peer: string | undefined;
     const response = (async () => {
-      let c = this.take(ep.key);
+      let c = this.take(connectionPoolKey(ep));
       const reused = c !== undefined;
       if (!c) {
         const { stream, peerIdentity } = await this.dialer.dial(ep);
@@ -122,7 +122,7 @@ export class H1UpstreamPool {
         if (cancelled) throw cancelled;
         const err = asMeshError(e, ErrorCodes.UPSTREAM_RESET);
         // A kept-alive connection closed under us before any response byte: the request was not processed.
-        if (reused && err.code === ErrorCodes.UPSTREAM_RESET) throw new MeshError(ErrorCodes.UPSTREAM_RESET, `kept-alive connection to ${ep.key} closed before answering`, { details: ["reused"], cause: err });
+        if (reused && err.code === ErrorCodes.UPSTREAM_RESET) throw new MeshError(ErrorCodes.UPSTREAM_RESET, `kept-alive connection to ${connectionPoolKey(ep)} closed before answering`, { details: ["reused"], cause: err });
         throw err;
       }
       const idle = c;
@@ -135,7 +135,7 @@ export class H1UpstreamPool {
           src.start({
             data: (chunk) => sink.data(chunk),
             end: (t) => {
-              if (ex.requestComplete) this.giveBack(ep.key, idle);
+              if (ex.requestComplete) this.giveBack(connectionPoolKey(ep), idle);
               else conn.destroy();
               sink.end(t);
             },
@@ -145,7 +145,7 @@ export class H1UpstreamPool {
             },
           }),
       };
-      if (src.empty) queueMicrotask(() => (ex.requestComplete ? this.giveBack(ep.key, idle) : undefined));
+      if (src.empty) queueMicrotask(() => (ex.requestComplete ? this.giveBack(connectionPoolKey(ep), idle) : undefined));
       return { status: r.status, headers: pairsFromHeaderList(r.headers), body: released, headerBytes: r.head.headBytes ?? 0, ...(peer ? { peerIdentity: peer } : {}) };
     })();
     return {

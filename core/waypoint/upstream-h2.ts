@@ -6,7 +6,7 @@ import { TunnelDuplex, connectInnerH2, h2constants, ignoreError, type H2ClientSe
 import type { Endpoint } from "./endpoints.ts";
 import type { BodySource, HeaderPairs } from "./exchange.ts";
 import { H2StreamBody, h2FromPairs, h2HeaderBytes, pairsFromH2, writeBodyToH2 } from "./h2-streams.ts";
-import type { UpstreamCall, UpstreamDialer, UpstreamHead } from "./upstream.ts";
+import { connectionPoolKey, type UpstreamCall, type UpstreamDialer, type UpstreamHead } from "./upstream.ts";
 
 const MAX_STREAMS_PER_SESSION = 100;
 const SESSION_SETTINGS = { enablePush: false, initialWindowSize: 1 << 20, maxHeaderListSize: 64 * 1024 };
@@ -25,12 +25,12 @@ export class H2UpstreamPool {
   constructor(private readonly dialer: UpstreamDialer) {}
 
   private async acquire(ep: Endpoint): Promise<PooledSession> {
-    const list = this.sessions.get(ep.key);
+    const list = this.sessions.get(connectionPoolKey(ep));
     if (list) for (const s of list) if (!s.closed && s.streams < MAX_STREAMS_PER_SESSION) return s;
-    let p = this.opening.get(ep.key);
+    let p = this.opening.get(connectionPoolKey(ep));
     if (!p) {
-      p = this.open(ep).finally(() => this.opening.delete(ep.key));
-      this.opening.set(ep.key, p);
+      p = this.open(ep).finally(() => this.opening.delete(connectionPoolKey(ep)));
+      this.opening.set(connectionPoolKey(ep), p);
     }
     const s = await p;
     if (s.streams >= MAX_STREAMS_PER_SESSION) return this.open(ep);
@@ -46,19 +46,19 @@ export class H2UpstreamPool {
     const forget = (): void => {
       if (pooled.closed) return;
       pooled.closed = true;
-      const l = this.sessions.get(ep.key);
+      const l = this.sessions.get(connectionPoolKey(ep));
       if (l) {
         const i = l.indexOf(pooled);
         if (i >= 0) l.splice(i, 1);
-        if (l.length === 0) this.sessions.delete(ep.key);
+        if (l.length === 0) this.sessions.delete(connectionPoolKey(ep));
       }
     };
     session.on("error", ignoreError);
     session.once("close", forget);
     session.once("goaway", forget);
-    const l = this.sessions.get(ep.key) ?? [];
+    const l = this.sessions.get(connectionPoolKey(ep)) ?? [];
     l.push(pooled);
-    this.sessions.set(ep.key, l);
+    this.sessions.set(connectionPoolKey(ep), l);
     return pooled;
   }
 

@@ -5,7 +5,8 @@
 import type { Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
 import { formatForwarded, type HbonePool } from "../hbone/index.ts";
-import { connectTcp, type ByteStream, type TlsIdentity } from "../net/index.ts";
+import { connectTcp, connectTlsOrigination, type ByteStream, type TlsIdentity } from "../net/index.ts";
+import type { DestinationRule } from "../routes/index.ts";
 import type { Endpoint } from "./endpoints.ts";
 import type { HeaderPairs, UpstreamResponse } from "./exchange.ts";
 
@@ -29,6 +30,15 @@ export interface UpstreamCall {
   cancel(err: MeshError): void;
 }
 
+/**
+ * Which pooled connections a request to `ep` may share. Outside the mesh the connection's TLS
+ * settings come from the service (its DestinationRule), so one address reached as two services
+ * gets two pools: a connection verified for one name is never reused for another.
+ */
+export function connectionPoolKey(ep: Endpoint): string {
+  return ep.workload.protocol === "HBONE" || !ep.service ? ep.key : `${ep.key}|${ep.service.hostname}`;
+}
+
 export interface UpstreamDialer {
   dial(ep: Endpoint): Promise<{ stream: ByteStream; peerIdentity?: string }>;
 }
@@ -39,6 +49,8 @@ export interface MeshDialerOptions {
   readonly selfIp: string;
   readonly identity: () => TlsIdentity;
   readonly connectTimeoutMs: number;
+  /** the DestinationRule for a service hostname (egress TLS origination) */
+  readonly destinationRule?: (host: string) => DestinationRule | undefined;
 }
 
 /** HBONE for mesh workloads, plain TCP for the rest; the source address is always the waypoint's. */
@@ -47,7 +59,13 @@ export class MeshDialer implements UpstreamDialer {
 
   async dial(ep: Endpoint): Promise<{ stream: ByteStream; peerIdentity?: string }> {
     if (ep.workload.protocol !== "HBONE") {
+      // Outside the mesh: plain TCP, or TLS when a DestinationRule says SIMPLE (egress).
+      const tls = ep.service ? this.o.destinationRule?.(ep.service.hostname)?.tls : undefined;
       try {
+        if (tls) {
+          const servername = tls.sni ?? ep.service?.hostname ?? ep.ip;
+          return { stream: await connectTlsOrigination({ host: ep.ip, port: ep.port, servername, ...(tls.caPem ? { caPem: tls.caPem } : {}), timeoutMs: this.o.connectTimeoutMs }) };
+        }
         const conn = await connectTcp({ hostname: ep.ip, port: ep.port, timeoutMs: this.o.connectTimeoutMs });
         return { stream: conn };
       } catch (e) {

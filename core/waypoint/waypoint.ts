@@ -8,7 +8,7 @@ import { HboneListener, HbonePool, hboneTuningFrom, type HboneTuning, type PeerV
 import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
 import { PolicySet, parseAuthorizationPolicies } from "../policy/index.ts";
-import { RouteTable, parseHttpRoutes, type HttpRoute } from "../routes/index.ts";
+import { RouteTable, parseDestinationRules, parseHttpRoutes, type DestinationRule, type HttpRoute } from "../routes/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import { waitForDrain } from "../drain/index.ts";
@@ -66,6 +66,8 @@ export class Waypoint {
   private readonly tuning: HboneTuning;
   private readonly watched: { stop(): void }[] = [];
   private readonly routeFiles = new Map<string, readonly HttpRoute[]>();
+  private readonly ruleFiles = new Map<string, readonly DestinationRule[]>();
+  private destinationRules = new Map<string, DestinationRule>();
   private routeTable = new RouteTable([]);
   private workload!: Workload;
   private readonly openTunnels = new Set<OpenTunnel>();
@@ -106,11 +108,16 @@ export class Waypoint {
       for (const path of routeFiles) {
         const file = new WatchedFile(
           path,
-          (text, p) => parseHttpRoutes(text, p),
-          (routes, initial) => {
+          // HTTPRoutes and DestinationRules (egress TLS) may share a file; both must parse.
+          (text, p) => ({ routes: parseHttpRoutes(text, p), rules: parseDestinationRules(text, p) }),
+          ({ routes, rules }, initial) => {
             this.routeFiles.set(path, routes);
             this.routeTable = new RouteTable([...this.routeFiles.values()].flat());
-            if (!initial) log.info("routes reloaded", { file: path, routes: routes.length });
+            this.ruleFiles.set(path, rules);
+            const byHost = new Map<string, DestinationRule>();
+            for (const list of this.ruleFiles.values()) for (const r of list) if (!byHost.has(r.host)) byHost.set(r.host, r);
+            this.destinationRules = byHost;
+            if (!initial) log.info("routes reloaded", { file: path, routes: routes.length, destinationRules: rules.length });
           },
           configLog,
           { kind: "route file" },
@@ -231,6 +238,7 @@ export class Waypoint {
       selfIp: this.selfIp,
       identity: () => this.tlsIdentity(),
       connectTimeoutMs: 10_000,
+      destinationRule: (host) => this.destinationRules.get(host),
     });
     const h1 = (this.h1Pool = new H1UpstreamPool(dialer));
     const h2 = (this.h2Pool = new H2UpstreamPool(dialer));
@@ -285,6 +293,7 @@ export class Waypoint {
       workload: { uid: this.opts.workloadUid, identity: this.workload?.identity, address: this.workload ? this.selfIp : undefined },
       config: { configPath: this.opts.configPath, caDir: this.opts.caDir, routeFiles: this.routeFileList, policyFiles: this.opts.policyFiles ?? [] },
       routes: this.routeTable.routes.map((r) => ({ key: r.key, source: r.source, parentRefs: r.parentRefs })),
+      destinationRules: [...this.destinationRules.values()].map((r) => ({ key: r.key, host: r.host, tls: r.tls ? { sni: r.tls.sni, customCa: r.tls.caPem !== undefined } : undefined, source: r.source })),
       policies: this.policies.engine.policies.map((p) => ({ key: p.key, action: p.action, source: p.source })),
       certificates: this.certs?.snapshot() ?? [],
       pool: this.pool ? { connections: this.pool.connectionCount, streams: this.pool.streamCount } : undefined,
