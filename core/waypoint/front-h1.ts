@@ -18,11 +18,18 @@ export interface H1FrontOptions {
 
 const limitsCache = new WeakMap<L7Limits, ReturnType<typeof resolveHttp1Limits>>();
 
-function codecLimits(l: L7Limits): ReturnType<typeof resolveHttp1Limits> {
+/** The codec's limits for these L7 limits; throws CONFIG_INVALID for a combination it cannot use (call at start). */
+export function codecLimits(l: L7Limits): ReturnType<typeof resolveHttp1Limits> {
   let r = limitsCache.get(l);
   if (!r) {
     // Istio allows header names with underscores (headersWithUnderscoresAction: ALLOW); so do we.
-    r = resolveHttp1Limits({ maxHeadBytes: l.maxHeaderBytes, maxHeaderCount: l.maxHeaderCount, maxStartLineBytes: l.maxUriBytes, headersWithUnderscores: "allow" });
+    // The request line is part of the head, so it can never be allowed more than the head.
+    r = resolveHttp1Limits({
+      maxHeadBytes: l.maxHeaderBytes,
+      maxHeaderCount: l.maxHeaderCount,
+      maxStartLineBytes: Math.min(l.maxUriBytes, l.maxHeaderBytes),
+      headersWithUnderscores: "allow",
+    });
     limitsCache.set(l, r);
   }
   return r;

@@ -5,7 +5,7 @@ import { TunnelDuplex, createInnerH2Server, h2constants, ignoreError, type ByteS
 import type { Logger } from "../telemetry/index.ts";
 import type { HeaderPairs, L7Request, L7Responder } from "./exchange.ts";
 import { H2FrameGuard, type H2GuardLimits } from "./h2-guard.ts";
-import { H2StreamBody, h2FromPairs, h2HeaderBytes, pairsFromH2 } from "./h2-streams.ts";
+import { H2StreamBody, h2FromPairs, h2HeaderBytes, pairsFromH2, sendTrailers } from "./h2-streams.ts";
 import { InspectedStream } from "./inspected-stream.ts";
 import type { L7Limits } from "./limits.ts";
 
@@ -71,10 +71,8 @@ export function serveH2(tunnel: ByteStream, prefix: readonly Uint8Array[], o: H2
     },
     onStream(stream, headers) {
       stream.on("error", ignoreError);
-      if (open >= o.limits.maxConcurrentStreams) {
-        stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
-        return;
-      }
+      // Concurrency is bounded by our SETTINGS_MAX_CONCURRENT_STREAMS, which node:http2 enforces with
+      // RST_STREAM(REFUSED_STREAM); `open` only tracks idleness.
       open++;
       armIdle();
       stream.once("close", () => {
@@ -156,13 +154,7 @@ class H2Responder implements L7Responder {
         this.abortCb?.();
       }
     });
-    stream.once("wantTrailers", () => {
-      try {
-        stream.sendTrailers(this.trailers ? h2FromPairs(this.trailers) : {});
-      } catch {
-        /* gone */
-      }
-    });
+    stream.once("wantTrailers", () => sendTrailers(stream, this.trailers));
   }
 
   head(status: number, headers: HeaderPairs, end: boolean): void {

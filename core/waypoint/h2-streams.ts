@@ -47,12 +47,15 @@ export class H2StreamBody implements BodySource {
     readonly empty: boolean,
   ) {
     stream.pause();
+    // Trailers are an event, not buffered data: listen before the body is read.
+    stream.on("trailers", (h: H2Headers) => (this.trailers = pairsFromH2(h)));
   }
   start(sink: BodySink): void {
     const s = this.stream;
     let done = false;
-    s.on("trailers", (h: H2Headers) => (this.trailers = pairsFromH2(h)));
-    s.on("data", (c: Buffer) => sink.data(c));
+    // Copied: the chunk may be queued downstream, and Bun reuses the memory of an http2 stream's
+    // `data` chunks once the event returns (queued views lost whole frames: 1 MiB arrived short).
+    s.on("data", (c: Buffer) => sink.data(Buffer.from(c)));
     s.once("end", () => {
       done = true;
       sink.end(this.trailers);
@@ -84,6 +87,18 @@ type TrailerStream = Duplex & {
   sendTrailers(h: Record<string, string | string[]>): void;
 };
 
+
+type TrailerTarget = Duplex & { sendTrailers(h: Record<string, string | string[]>): void };
+
+/** Sends the trailer block; an empty one ends the stream cleanly (END_STREAM on an empty HEADERS). */
+export function sendTrailers(stream: TrailerTarget, trailers: HeaderPairs | undefined): void {
+  try {
+    stream.sendTrailers(trailers ? h2FromPairs(trailers) : {});
+  } catch {
+    /* the stream is gone */
+  }
+}
+
 /**
  * Writes `body` onto an http2 stream opened with `waitForTrailers`, then its trailers (or an empty
  * trailer block, which node:http2 turns into a clean END_STREAM). `onError` fires if the body
@@ -91,13 +106,7 @@ type TrailerStream = Duplex & {
  */
 export function writeBodyToH2(body: BodySource, stream: TrailerStream, onError: (e: Error) => void): void {
   let trailers: HeaderPairs | undefined;
-  stream.once("wantTrailers", () => {
-    try {
-      stream.sendTrailers(trailers ? h2FromPairs(trailers) : {});
-    } catch {
-      /* stream already gone */
-    }
-  });
+  stream.once("wantTrailers", () => sendTrailers(stream, trailers));
   stream.on("drain", () => body.resume());
   body.start({
     data(chunk) {

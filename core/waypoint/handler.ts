@@ -11,6 +11,7 @@ import { ISTIO_DEFAULT_RETRY, applyHeaderEdits, applyRequestFilters, applyRespon
 import { httpLabelsFor, requestLog, type Logger, type MeshMetrics, type RequestRecord } from "../telemetry/index.ts";
 import { serviceEndpoints, type Endpoint, type EndpointBalancer } from "./endpoints.ts";
 import { BufferedBody, headerValue, headerValues, type BodySource, type HeaderPairs, type L7Request, type L7Responder, type UpstreamResponse } from "./exchange.ts";
+import { normalizeRequestPath } from "./normalize.ts";
 import { ReplayableBody } from "./replay.ts";
 import type { UpstreamCall, UpstreamHead } from "./upstream.ts";
 
@@ -209,6 +210,13 @@ class RequestRun {
   async run(): Promise<void> {
     const { ctx, origin, req } = this;
     const h = this.headers;
+    // Methods are case-sensitive tokens; a lower-case spelling of a method a policy names would
+    // slip past it while many servers treat it as the same method. Refused, as Istio does.
+    if (/[a-z]/.test(req.method)) return this.localReply({ status: 400, body: "invalid method", details: "invalid_method" });
+    // One spelling of the path for policy, routing and the backend (Istio's default normalization).
+    const normalized = normalizeRequestPath(req.path);
+    if (!normalized.ok) return this.localReply({ status: 400, body: normalized.why, details: "invalid_path" });
+    this.hookReq.path = normalized.path;
     // Forwarding headers: the tunnel's source is appended; ids and trace context are the proxy's.
     const xff = headerValues(h, "x-forwarded-for");
     editPairs(h, [{ op: "set", name: "x-forwarded-for", value: xff ? `${xff}, ${origin.sourceIp}` : origin.sourceIp }]);
@@ -292,7 +300,7 @@ class RequestRun {
       return w ? [{ workload: w, ip: origin.targetIp, port: origin.targetPort, key: `${origin.targetIp}:${origin.targetPort}` }] : [];
     };
     const head: UpstreamHead = { method: req.method, path: upstreamPath, authority: upstreamAuthority, scheme: req.scheme, headers: h };
-    const protocol = req.protocol === "HTTP/2" ? "h2" : "h1";
+    const protocol = process.env.WP_FORCE_H1 ? "h1" : req.protocol === "HTTP/2" ? "h2" : "h1";
     for (const m of mirrors) this.mirror(m, head, protocol);
 
     // ---- upstream, with retries ----
@@ -314,18 +322,19 @@ class RequestRun {
       const outcome = await this.attempt(ep, protocol, head, timeouts, requestDeadline);
       if (outcome.kind === "response") {
         const status = outcome.response.status;
-        if (attempt < retry.attempts && retriableStatus(status, retry) && this.body.replayable && !this.deadlinePassed(requestDeadline)) {
+        const retriable = retriableStatus(status, retry);
+        if (attempt < retry.attempts && retriable && this.body.replayable && !this.deadlinePassed(requestDeadline)) {
           outcome.discard();
           continue;
         }
-        this.flags = this.flags.filter((f) => f !== "URX");
+        // URX: retries ran out on a response that would have been retried (Envoy's router).
+        if (!(retriable && attempt > 0)) this.flags = this.flags.filter((f) => f !== "URX");
         return this.respond(outcome.response, responseOps, outcome.release);
       }
       lastError = outcome.error;
       if (lastError.code === ErrorCodes.UPSTREAM_TIMEOUT || lastError.code === ErrorCodes.DOWNSTREAM_CLOSED) break;
       if (!(attempt < retry.attempts && this.body.replayable && retriableFailure(lastError, retry) && !this.deadlinePassed(requestDeadline))) break;
     }
-    if (lastError && !this.flags.includes("URX")) this.flags = [];
     return this.fail(lastError ?? new MeshError(ErrorCodes.NO_HEALTHY_UPSTREAM, "no endpoint answered"));
   }
 

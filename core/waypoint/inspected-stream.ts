@@ -29,10 +29,16 @@ export class InspectedStream implements ByteStream {
     for (const c of pending) if (!this.deliver(c)) return;
   }
 
+  private violated = false;
+
   private deliver(c: Uint8Array): boolean {
+    if (this.violated) return false;
     if (this.inspect && !this.inspect(c)) {
+      // Nothing more is read; the caller's GOAWAY gets a moment to leave before the tunnel closes.
+      this.violated = true;
+      this.inner.pause();
       this.onViolation?.();
-      this.inner.destroy(new Error("protocol limits exceeded"));
+      setTimeout(() => this.inner.destroy(new Error("protocol limits exceeded")), 100).unref?.();
       return false;
     }
     this.events.data?.(c);

@@ -15,6 +15,7 @@ import { serveH2 } from "./front-h2.ts";
 import type { RequestOrigin } from "./handler.ts";
 import type { H2GuardLimits } from "./h2-guard.ts";
 import type { L7Limits } from "./limits.ts";
+import { InspectedStream } from "./inspected-stream.ts";
 import { SNIFF_MAX_BYTES, sniffProtocol } from "./sniff.ts";
 import type { UpstreamDialer } from "./upstream.ts";
 
@@ -210,7 +211,6 @@ async function proxyTcp(ctx: TunnelContext, stream: ByteStream, prefix: Uint8Arr
     accessLog(ctx.accessLog, { ...base, dstAddr: ep.key, clientToServerBytes: 0, serverToClientBytes: 0, durationMs: Date.now() - started, responseFlags: "CONNECT", error: asMeshError(e).message });
     return;
   }
-  for (const c of prefix) up.stream.write(c);
   const metrics = ctx.metrics.connectionOpened(
     labelsFor({
       reporter: "waypoint",
@@ -222,8 +222,8 @@ async function proxyTcp(ctx: TunnelContext, stream: ByteStream, prefix: Uint8Arr
       ...(origin.service ? { destinationService: origin.service } : {}),
     }),
   );
-  stream.resume();
-  const result = await relay(stream, up.stream, metrics).done;
+  // The bytes read to detect the protocol go first, through the relay so they are counted.
+  const result = await relay(new InspectedStream(stream, prefix), up.stream, metrics).done;
   ctx.balancer.finish(ep);
   metrics.closed();
   accessLog(ctx.accessLog, {

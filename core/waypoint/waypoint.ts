@@ -13,7 +13,7 @@ import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import { waitForDrain } from "../drain/index.ts";
 import { EndpointBalancer } from "./endpoints.ts";
-import { serveH1 } from "./front-h1.ts";
+import { codecLimits, serveH1 } from "./front-h1.ts";
 import { RequestPipeline, type RequestHooks } from "./handler.ts";
 import { DEFAULT_H2_GUARD } from "./h2-guard.ts";
 import { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
@@ -140,6 +140,8 @@ export class Waypoint {
         file.start();
         this.watched.push(file);
       }
+      // Built now so a limit combination the HTTP codec cannot use fails start-up, not a request.
+      codecLimits(this.tunnelContext().limits);
       const svid = await this.certs.ensure(this.workload.identity);
       const ip = this.selfIp;
       this.listener = await HboneListener.start({
