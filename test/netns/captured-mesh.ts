@@ -34,16 +34,20 @@ export interface PodWorkload {
   services?: Record<string, PortMap>;
 }
 
-export function meshConfig(tb: Testbed, workloads: readonly PodWorkload[], extra = ""): string {
+/** `echoWaypoint`: name of a waypoint service (in `default`) the echo service is bound to. */
+export function meshConfig(tb: Testbed, workloads: readonly PodWorkload[], extra = "", echoWaypoint?: string): string {
   return localConfig({
     workloads: workloads.map((w) => ({ name: w.pod, ip: tb.pod(w.pod).ip, node: w.node, serviceAccount: w.serviceAccount, ...(w.services ? { services: w.services } : {}) })),
     services: [
-      { name: "echo", vip: ECHO_VIP, ports: { [ECHO_PORT]: ECHO_PORT, 80: ECHO_PORT } },
+      { name: "echo", vip: ECHO_VIP, ports: { [ECHO_PORT]: ECHO_PORT, 80: ECHO_PORT }, ...(echoWaypoint ? { waypoint: echoWaypoint } : {}) },
       { name: "redis", vip: REDIS_VIP, ports: { [REDIS_PORT]: REDIS_PORT } },
+      ...(echoWaypoint ? [{ name: echoWaypoint, vip: WAYPOINT_VIP, ports: { 15008: 15008 } }] : []),
     ],
     extra,
   });
 }
+
+export const WAYPOINT_VIP = "10.96.1.9";
 
 /** /etc/netns entries are outside the testbed's namespaces: removed on exit even when stop() never ran. */
 const LEFTOVER_DIRS = new Set<string>();
@@ -72,7 +76,7 @@ export class CapturedMesh {
   ) {}
 
   /** Builds the testbed, the CA and config, per-pod resolv.conf files, and starts a ztunnel per node. */
-  static async start(opts: { testbed?: TestbedOptions; workloads: (tb: Testbed) => PodWorkload[]; resolvConf?: Record<string, string> }): Promise<CapturedMesh> {
+  static async start(opts: { testbed?: TestbedOptions; workloads: (tb: Testbed) => PodWorkload[]; resolvConf?: Record<string, string>; echoWaypoint?: string }): Promise<CapturedMesh> {
     const tb = await Testbed.create(opts.testbed ?? {});
     const dir = mkdtempSync(join(tmpdir(), "mesh-captured-"));
     let mesh: CapturedMesh | undefined;
@@ -80,7 +84,7 @@ export class CapturedMesh {
       const caDir = join(dir, "ca");
       await initLocalCa(caDir, { trustDomain: "cluster.local" });
       const configPath = join(dir, "config.yaml");
-      writeFileSync(configPath, meshConfig(tb, opts.workloads(tb)));
+      writeFileSync(configPath, meshConfig(tb, opts.workloads(tb), "", opts.echoWaypoint));
       mesh = new CapturedMesh(tb, dir, caDir, configPath);
       for (const pod of tb.pods) mesh.writePodResolvConf(pod.ns);
       for (const node of tb.nodes) {
