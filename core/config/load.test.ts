@@ -269,7 +269,7 @@ const BAD: BadCase[] = [
   {
     name: "unknown top-level key",
     yaml: "workloads: []\nroutes: []\n",
-    lines: ["t.yaml: routes: unknown field; expected one of: workloads, services, policies, routeFiles"],
+    lines: ["t.yaml: routes: unknown field; expected one of: workloads, services, policies, routeFiles, plugins"],
   },
   {
     name: "unknown nested key with a suggestion",
@@ -421,7 +421,7 @@ const BAD: BadCase[] = [
   {
     name: "top level that is not a map, and sections that are not lists",
     yaml: "- a\n- b\n",
-    lines: [`t.yaml: expected a map with keys workloads, services, policies, routeFiles, got a list`],
+    lines: [`t.yaml: expected a map with keys workloads, services, policies, routeFiles, plugins, got a list`],
   },
   {
     name: "section that is not a list",
@@ -484,7 +484,7 @@ describe("parseLocalConfig: every kind of bad config gets a precise error", () =
       `workloads:\n- {uid: a, namespace: ns, workloadIps: [bad1], protocol: x}\n- {uid: b, namespace: ns, workloadIps: [bad2]}\nextra: 1\n`,
     );
     expect(e.details).toEqual([
-      `t.yaml: extra: unknown field; expected one of: workloads, services, policies, routeFiles`,
+      `t.yaml: extra: unknown field; expected one of: workloads, services, policies, routeFiles, plugins`,
       `t.yaml: workloads[0].workloadIps[0]: expected an IPv4 or IPv6 address, got "bad1"`,
       `t.yaml: workloads[0].protocol: expected one of HBONE, TCP, got "x"`,
       `t.yaml: workloads[1].workloadIps[0]: expected an IPv4 or IPv6 address, got "bad2"`,

@@ -19,6 +19,8 @@ export interface LoadedConfig {
   readonly warnings: readonly string[];
   /** `routeFiles`, resolved against the config file's directory */
   readonly routeFiles: readonly string[];
+  /** `plugins` entries as plain values, validated by plugins/ */
+  readonly plugins: readonly unknown[];
 }
 
 /** Checks between entries: unique keys and addresses, references. */
@@ -138,5 +140,6 @@ export function parseLocalConfig(text: string, fileName: string): LoadedConfig {
     fileName,
     warnings: Object.freeze(issues.warnings.map((w) => line(fileName, w))),
     routeFiles: Object.freeze(draft.routeFiles.map((f) => resolve(dirname(fileName), f))),
+    plugins: Object.freeze(Array.isArray((raw as { plugins?: unknown } | null)?.plugins) ? [...((raw as { plugins: unknown[] }).plugins)] : []),
   });
 }

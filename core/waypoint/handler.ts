@@ -38,17 +38,38 @@ export interface UpstreamClients {
   request(protocol: "h1" | "h2", ep: Endpoint, head: UpstreamHead, body: BodySource): UpstreamCall;
 }
 
-/** Plugin hook points (issue 6): each may answer locally or let the request continue. */
+/** The plugin chain (plugins/) as the pipeline sees it: what applies to a request, and its run. */
 export interface RequestHooks {
-  /** Before authorization (AUTHN phase) and after it (AUTHZ, STATS); edits `headers` in place. */
-  requestHeaders?(phase: "AUTHN" | "AUTHZ" | "STATS", req: HookRequest): Promise<LocalReply | undefined>;
-  responseHeaders?(req: HookRequest, status: number, headers: HeaderPairs): Promise<LocalReply | undefined>;
-  done?(req: HookRequest, status: number): void;
+  /** The plugins for this request, or undefined when none applies. `routeKey`: the HTTPRoute it matches, if any. */
+  forRequest(origin: RequestOrigin, routeKey: string | undefined): RequestPlugins | undefined;
+}
+
+export type PluginOutcome = { readonly kind: "forward"; readonly body: BodySource } | { readonly kind: "local"; readonly reply: LocalReply } | { readonly kind: "reset" };
+
+/**
+ * One request through the plugins, in Istio's order: AUTHN plugins, AUTHZ plugins, then
+ * `authorize` (the built-in AuthorizationPolicy check), then STATS and unspecified-phase plugins.
+ * Plugins edit `req` (path, authority, headers) in place; the body that reaches the upstream is
+ * the one they release. A plugin answering locally while the body streams makes that body fail
+ * with a PluginReplyError.
+ */
+export interface RequestPlugins {
+  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome>;
+  /** The response through the plugins in reverse order; `headers` edited in place. */
+  response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome>;
+  done(status: number): void;
+}
+
+/** A body failed because a plugin answered the request locally instead. */
+export class PluginReplyError extends Error {
+  constructor(readonly reply: LocalReply) {
+    super(`a plugin answered ${reply.status}`);
+  }
 }
 
 export interface HookRequest {
   readonly origin: RequestOrigin;
-  readonly method: string;
+  method: string;
   path: string;
   authority: string;
   readonly headers: HeaderPairs;
@@ -182,6 +203,7 @@ class RequestRun {
   private call: UpstreamCall | undefined;
   private upstreamServiceTimeMs: number | undefined;
   private readonly hookReq: HookRequest;
+  private plugins: RequestPlugins | undefined;
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -224,39 +246,20 @@ class RequestRun {
     if (!headerValue(h, "x-request-id")) h.push(["x-request-id", randomUUID()]);
     editPairs(h, [{ op: "set", name: "traceparent", value: nextTraceparent(headerValue(h, "traceparent")) }]);
 
-    const hooks = ctx.hooks?.();
-    if (hooks?.requestHeaders) {
-      const reply = await hooks.requestHeaders("AUTHN", this.hookReq);
-      if (reply) return this.localReply(reply);
-    }
-
-    // ---- L7 authorization: the principal is the verified peer (or vouched source), never a header ----
-    const self = ctx.self();
-    const targets: PolicyTarget[] = ctx.gateways().map((name) => ({ kind: "Gateway", name, namespace: self.namespace }));
-    for (const s of this.policyServices()) targets.push({ kind: "Service", name: s.name, namespace: s.namespace });
-    const decision = ctx.policies().evaluate(
-      self,
-      {
-        sourceIp: origin.sourceIp,
-        sourcePrincipal: origin.principal,
-        destinationIp: origin.targetIp,
-        destinationPort: origin.targetPort,
-        method: req.method,
-        path: this.hookReq.path,
-        host: this.hookReq.authority,
-        headers: new HeaderMap(h),
-        remoteIp: origin.sourceIp,
-      },
-      "l7",
-      targets,
-    );
-    if (!decision.allowed) {
-      const f = l7FailureFor(ErrorCodes.AUTHZ_DENIED);
-      return this.localReply({ status: f.status, body: f.body, details: `rbac_access_denied_matched_policy[${decision.policy ?? "none"}]` });
-    }
-    if (hooks?.requestHeaders) {
-      const reply = (await hooks.requestHeaders("AUTHZ", this.hookReq)) ?? (await hooks.requestHeaders("STATS", this.hookReq));
-      if (reply) return this.localReply(reply);
+    // ---- plugins and L7 authorization: the principal is the verified peer (or vouched source), never a header ----
+    const svc0 = origin.service;
+    const early = svc0
+      ? ctx.routes().match({ method: req.method, path: this.hookReq.path, host: this.hookReq.authority, headers: new HeaderMap(h) }, { namespace: svc0.namespace, name: svc0.name, hostname: svc0.hostname }, origin.targetPort)
+      : undefined;
+    this.plugins = ctx.hooks?.()?.forRequest(origin, early?.route.key);
+    if (this.plugins) {
+      const out = await this.plugins.request(this.hookReq, req.body, () => this.authorize());
+      if (out.kind === "local") return this.localReply(out.reply);
+      if (out.kind === "reset") return this.fail(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "a plugin reset the request"));
+      this.body = new ReplayableBody(out.body);
+    } else {
+      const denied = this.authorize();
+      if (denied) return this.localReply(denied);
     }
 
     // ---- routing ----
@@ -270,7 +273,7 @@ class RequestRun {
     let mirrors: readonly MirrorTarget[] = [];
     const svc = origin.service;
     const selection = svc
-      ? ctx.routes().match({ method: req.method, path: upstreamPath, host: upstreamAuthority, headers: new HeaderMap(h) }, { namespace: svc.namespace, name: svc.name, hostname: svc.hostname }, origin.targetPort)
+      ? ctx.routes().match({ method: this.hookReq.method, path: upstreamPath, host: upstreamAuthority, headers: new HeaderMap(h) }, { namespace: svc.namespace, name: svc.name, hostname: svc.hostname }, origin.targetPort)
       : undefined;
     if (selection) {
       this.routeName = `${selection.route.key}.${selection.ruleIndex}`;
@@ -299,7 +302,7 @@ class RequestRun {
       const w = origin.workload;
       return w ? [{ workload: w, ip: origin.targetIp, port: origin.targetPort, key: `${origin.targetIp}:${origin.targetPort}` }] : [];
     };
-    const head: UpstreamHead = { method: req.method, path: upstreamPath, authority: upstreamAuthority, scheme: req.scheme, headers: h };
+    const head: UpstreamHead = { method: this.hookReq.method, path: upstreamPath, authority: upstreamAuthority, scheme: req.scheme, headers: h };
     const protocol = process.env.WP_FORCE_H1 ? "h1" : req.protocol === "HTTP/2" ? "h2" : "h1";
     for (const m of mirrors) this.mirror(m, head, protocol);
 
@@ -331,11 +334,43 @@ class RequestRun {
         if (!(retriable && attempt > 0)) this.flags = this.flags.filter((f) => f !== "URX");
         return this.respond(outcome.response, responseOps, outcome.release);
       }
+      // A plugin that answered while the body streamed: its reply, not an upstream failure.
+      const pluginFailure = this.body.failed;
+      if (pluginFailure instanceof PluginReplyError && !this.res.headSent) {
+        return this.localReply(pluginFailure.reply);
+      }
       lastError = outcome.error;
       if (lastError.code === ErrorCodes.UPSTREAM_TIMEOUT || lastError.code === ErrorCodes.DOWNSTREAM_CLOSED) break;
       if (!(attempt < retry.attempts && this.body.replayable && retriableFailure(lastError, retry) && !this.deadlinePassed(requestDeadline))) break;
     }
     return this.fail(lastError ?? new MeshError(ErrorCodes.NO_HEALTHY_UPSTREAM, "no endpoint answered"));
+  }
+
+  /** The built-in L7 AuthorizationPolicy check; a reply when denied. */
+  private authorize(): LocalReply | undefined {
+    const { ctx, origin } = this;
+    const self = ctx.self();
+    const targets: PolicyTarget[] = ctx.gateways().map((name) => ({ kind: "Gateway", name, namespace: self.namespace }));
+    for (const s of this.policyServices()) targets.push({ kind: "Service", name: s.name, namespace: s.namespace });
+    const decision = ctx.policies().evaluate(
+      self,
+      {
+        sourceIp: origin.sourceIp,
+        sourcePrincipal: origin.principal,
+        destinationIp: origin.targetIp,
+        destinationPort: origin.targetPort,
+        method: this.hookReq.method,
+        path: this.hookReq.path,
+        host: this.hookReq.authority,
+        headers: new HeaderMap(this.headers),
+        remoteIp: origin.sourceIp,
+      },
+      "l7",
+      targets,
+    );
+    if (decision.allowed) return undefined;
+    const f = l7FailureFor(ErrorCodes.AUTHZ_DENIED);
+    return { status: f.status, body: f.body, details: `rbac_access_denied_matched_policy[${decision.policy ?? "none"}]` };
   }
 
   private deadlinePassed(deadline: number | undefined): boolean {
@@ -415,30 +450,33 @@ class RequestRun {
     const headers: HeaderPairs = [];
     for (const p of up.headers) if (!RESPONSE_HOP_BY_HOP.has(p[0])) headers.push(p);
     editPairs(headers, responseOps);
-    const hooks = this.ctx.hooks?.();
-    if (hooks?.responseHeaders) {
-      const reply = await hooks.responseHeaders(this.hookReq, up.status, headers);
-      if (reply) {
+    const status = up.status;
+    let upBody = up.body;
+    if (this.plugins) {
+      const out = await this.plugins.response(status, headers, up.body);
+      if (out.kind !== "forward") {
         this.call?.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "response replaced by a plugin"));
         release();
-        return this.localReply(reply);
+        if (out.kind === "local") return this.localReply(out.reply);
+        return this.fail(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "a plugin reset the response"));
       }
+      upBody = out.body;
     }
     this.responseHeaderBytes = up.headerBytes;
     const res = this.res;
-    const noBody = up.body.empty || this.req.method === "HEAD";
-    res.head(up.status, headers, noBody);
+    const noBody = upBody.empty || this.req.method === "HEAD";
+    res.head(status, headers, noBody);
     if (noBody) {
-      if (!up.body.empty) up.body.start({ data() {}, end: release, error: release });
+      if (!upBody.empty) upBody.start({ data() {}, end: release, error: release });
       else release();
-      return this.report(up.status);
+      return this.report(status);
     }
     await new Promise<void>((resolve) => {
-      res.onDrain(() => up.body.resume());
-      up.body.start({
+      res.onDrain(() => upBody.resume());
+      upBody.start({
         data: (c) => {
           this.bodyOut += c.byteLength;
-          if (!res.write(c)) up.body.pause();
+          if (!res.write(c)) upBody.pause();
         },
         end: (trailers) => {
           res.end(trailers);
@@ -454,7 +492,7 @@ class RequestRun {
         },
       });
     });
-    this.report(up.status, this.flags.some((f) => f === "UPE" || f === "UT" || f === "DC") ? "upstream response did not complete" : undefined);
+    this.report(status, this.flags.some((f) => f === "UPE" || f === "UT" || f === "DC") ? "upstream response did not complete" : undefined);
   }
 
   /** Copies the request to a mirror backend; its response is dropped (Envoy appends "-shadow" to the host). */
@@ -582,6 +620,6 @@ class RequestRun {
       ...(error ? { error } : {}),
     };
     requestLog(ctx.accessLog, record);
-    ctx.hooks?.()?.done?.(this.hookReq, code);
+    this.plugins?.done(code);
   }
 }

@@ -36,6 +36,11 @@ export class ReplayableBody {
     return this.ended;
   }
 
+  /** Why the body failed, once it has. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
   /** The held copy, once the whole body arrived within the bound. */
   get bufferedChunks(): readonly Uint8Array[] | undefined {
     return this.ended && !this.overflow ? this.chunks : undefined;
