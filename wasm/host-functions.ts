@@ -11,7 +11,7 @@ import { ENV_IMPORTS } from "./imports.ts";
 import type { GuestMemory } from "./memory.ts";
 import type { VmMetricTable } from "./metrics.ts";
 import type { LocalReply } from "./protocol.ts";
-import { decodePairs, encodePairs, type FlatPairs, pairsByteSize, splitPropertyPath } from "./serialization.ts";
+import { decodePairs, encodePairs, encodeString, type FlatPairs, pairsByteSize, splitPropertyPath } from "./serialization.ts";
 import { ModuleAbort, VmAbort } from "./traps.ts";
 
 export const LOG_MESSAGE_MAX_BYTES = 65536;
@@ -191,7 +191,7 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       const k = key.toLowerCase();
       const pairs = m.pairs;
       for (let i = 0; i < pairs.length; i += 2) {
-        if (pairs[i] === k) return mem.copyOut(new TextEncoder().encode(pairs[i + 1]!), outPtr, outSize);
+        if (pairs[i] === k) return mem.copyOut(encodeString(pairs[i + 1]!), outPtr, outSize);
       }
       if (h.abi === "0.1.0") return mem.copyOut(EMPTY, outPtr, outSize);
       return Status.NOT_FOUND;
@@ -288,7 +288,7 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       const s = h.callStatus();
       if (s === undefined) return Status.NOT_FOUND;
       mem.writeU32(codePtr, s.code);
-      return mem.copyOut(new TextEncoder().encode(s.message), msgPtr, msgSize);
+      return mem.copyOut(encodeString(s.message), msgPtr, msgSize);
     },
 
     proxy_http_call(

@@ -76,6 +76,8 @@ export const ENV_IMPORTS: Readonly<Record<string, FuncType>> = {
 
 /** Host functions that exist (so modules link) but cannot do their job in this host, and why. */
 export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
+  proxy_done:
+    "the host does not keep a root context alive after proxy_on_done returns false (stop() ends the VM); returns NOT_FOUND",
   proxy_call_foreign_function:
     "no foreign functions are registered (Envoy's CEL, zlib, signing helpers are not provided); returns NOT_FOUND",
   proxy_grpc_call: "gRPC callouts are not supported by the waypoint's plugin host; returns UNIMPLEMENTED",
@@ -86,7 +88,7 @@ export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
   proxy_clear_route_cache:
     "routes are chosen before plugins run and are not re-selected after header edits; returns OK and does nothing",
   proxy_close_stream:
-    "HTTP_REQUEST/HTTP_RESPONSE reset the stream (result kind \"reset\"); DOWNSTREAM/UPSTREAM need network (TCP) filters, which this host does not run: UNIMPLEMENTED",
+    "HTTP_REQUEST/HTTP_RESPONSE reset the stream (phase result action \"reset\"); DOWNSTREAM/UPSTREAM need network (TCP) filters, which this host does not run: UNIMPLEMENTED",
   proxy_continue_stream: "DOWNSTREAM/UPSTREAM need network (TCP) filters, which this host does not run: UNIMPLEMENTED",
 };
 

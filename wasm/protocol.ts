@@ -75,6 +75,11 @@ export interface Emission {
   readonly stream: number;
   readonly dir: DirectionValue;
   readonly kind: EmissionKindValue;
+  /**
+   * With changed headers: how many leading pairs are unchanged from the headers the main side
+   * sent (it reuses its own); `headers` then holds only the pairs after them.
+   */
+  readonly headersKeep?: number;
   readonly headers?: FlatPairs | null;
   readonly body?: Uint8Array | null;
   readonly trailers?: FlatPairs | null;
@@ -91,6 +96,8 @@ export interface CommandOutcome {
   readonly emissions: Emission[];
   /** Set when the command could not run (the VM failed during it or before it). */
   readonly failure?: Failure;
+  /** The VM had already failed: the command was not run at all. */
+  readonly skipped?: boolean;
 }
 
 export interface LogRecord {

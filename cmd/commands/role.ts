@@ -4,6 +4,7 @@ import { MeshError, ErrorCodes, formatForCli } from "../../core/errors/index.ts"
 import { createLogger, type Logger } from "../../core/telemetry/index.ts";
 import { DEFAULT_POD_SOCKET, Ztunnel } from "../../core/ztunnel/index.ts";
 import { Waypoint } from "../../core/waypoint/index.ts";
+import { PluginChain } from "../../plugins/index.ts";
 import { noPositionals, parseFlags, portFlag, requireFlag } from "../flags.ts";
 import { helpFor } from "../help.ts";
 
@@ -99,6 +100,7 @@ async function runWaypoint(flags: ReturnType<typeof parseFlags<typeof SPEC>>["fl
     hbonePort: portFlag("hbone-port", flags["hbone-port"], 15008),
     routeFiles: flags.routes ?? [],
     policyFiles: flags.policies ?? [],
+    plugins: new PluginChain(),
     log,
     accessLog: log.child({ scope: "access" }),
     onExit: (code) => process.exit(code),

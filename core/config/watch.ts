@@ -57,19 +57,34 @@ export class WatchedFile<T> {
   private firstEventAt = 0;
   private readonly counters = { checks: 0, reloads: 0, rejected: 0, unchanged: 0 };
 
+  private parse: (text: string, path: string) => T;
+  private decode: (data: Uint8Array, path: string) => string = decodeConfigText;
+
   constructor(
     path: string,
-    private readonly parse: (text: string, path: string) => T,
+    parse: (text: string, path: string) => T,
     /** Called with the first value (initial = true) and every later good one. */
     private readonly onValue: (value: T, initial: boolean) => void,
     private readonly log: ConfigLog,
     opts: WatchedFileOptions = {},
   ) {
+    this.parse = parse;
     this.path = path;
     this.debounceMs = opts.debounceMs ?? 100;
     this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_CONFIG_BYTES;
     this.rewatchMs = opts.rewatchMs ?? 1000;
     this.kind = opts.kind ?? "config";
+  }
+
+  /** A watched binary file (a Wasm module): `parse` gets the bytes, not text. */
+  static binary<V>(path: string, parse: (bytes: Uint8Array, path: string) => V, onValue: (value: V, initial: boolean) => void, log: ConfigLog, opts: WatchedFileOptions = {}): WatchedFile<V> {
+    let pending: Uint8Array = new Uint8Array(0);
+    const f = new WatchedFile<V>(path, (_text, p) => parse(pending, p), onValue, log, opts);
+    f.decode = (data) => {
+      pending = data;
+      return "";
+    };
+    return f;
   }
 
   /** The last value that loaded; undefined before start(). */
@@ -92,7 +107,7 @@ export class WatchedFile<T> {
   start(): T {
     if (!this.stopped) throw new MeshError(ErrorCodes.INTERNAL, `watched ${this.kind} file already started`);
     const data = readConfigBytesSync(this.path, this.maxBytes);
-    const value = this.parse(decodeConfigText(data, this.path), this.path);
+    const value = this.parse(this.decode(data, this.path), this.path);
     this.lastHash = sha256(data);
     this.good = value;
     this.onValue(value, true);
@@ -197,7 +212,7 @@ export class WatchedFile<T> {
     this.lastHash = hash;
     let value: T;
     try {
-      value = this.parse(decodeConfigText(data, this.path), this.path);
+      value = this.parse(this.decode(data, this.path), this.path);
     } catch (e) {
       const m = asMeshError(e, ErrorCodes.CONFIG_INVALID);
       this.counters.rejected++;

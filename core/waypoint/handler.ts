@@ -44,7 +44,42 @@ export interface RequestHooks {
   forRequest(origin: RequestOrigin, routeKey: string | undefined): RequestPlugins | undefined;
 }
 
-export type PluginOutcome = { readonly kind: "forward"; readonly body: BodySource } | { readonly kind: "local"; readonly reply: LocalReply } | { readonly kind: "reset" };
+export type PluginOutcome =
+  | { readonly kind: "forward"; readonly body: BodySource; /** a response status a plugin changed */ readonly status?: number }
+  | { readonly kind: "local"; readonly reply: LocalReply }
+  | { readonly kind: "reset" };
+
+/** What a plugin's `proxy_http_call` does: a request to a mesh service `host:port`, headers with pseudo-headers. */
+export type MeshHttpCall = (
+  upstream: string,
+  headers: readonly (readonly [string, string])[],
+  body: Uint8Array,
+  trailers: readonly (readonly [string, string])[],
+  timeoutMs: number,
+) => Promise<{ readonly headers: readonly (readonly [string, string])[]; readonly body?: Uint8Array; readonly trailers?: readonly (readonly [string, string])[] } | { readonly failure: string }>;
+
+/** What the waypoint gives the plugin chain when it starts. */
+export interface WaypointPluginsContext {
+  readonly configPath: string;
+  /** files that may hold WasmPlugin documents (the route files) */
+  readonly documentFiles: readonly string[];
+  readonly httpCall: MeshHttpCall;
+  /** the waypoint's own service names (Gateway targets) and namespace */
+  readonly gateways: () => readonly string[];
+  readonly namespace: string;
+  readonly nodeId: string;
+  readonly log: Logger;
+  /** where the plugin VM worker's entry is (compiled binaries) */
+  readonly workerUrl?: string;
+}
+
+/** The plugin chain as the waypoint runs it (implemented in plugins/, given by the command line layer). */
+export interface WaypointPlugins extends RequestHooks {
+  start(ctx: WaypointPluginsContext): Promise<void>;
+  metricsText(): string;
+  describe(): unknown;
+  stop(): Promise<void>;
+}
 
 /**
  * One request through the plugins, in Istio's order: AUTHN plugins, AUTHZ plugins, then
@@ -450,7 +485,7 @@ class RequestRun {
     const headers: HeaderPairs = [];
     for (const p of up.headers) if (!RESPONSE_HOP_BY_HOP.has(p[0])) headers.push(p);
     editPairs(headers, responseOps);
-    const status = up.status;
+    let status = up.status;
     let upBody = up.body;
     if (this.plugins) {
       const out = await this.plugins.response(status, headers, up.body);
@@ -461,6 +496,7 @@ class RequestRun {
         return this.fail(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "a plugin reset the response"));
       }
       upBody = out.body;
+      if (out.status !== undefined) status = out.status;
     }
     this.responseHeaderBytes = up.headerBytes;
     const res = this.res;

@@ -3,7 +3,7 @@
 // HBONE on `<its IP>:15008`, follows config, route and policy file changes and certificate
 // rotation, and drains on request — the same lifecycle as ztunnel, for one workload.
 import { FileConfigSource, StateStore, WatchedFile, loadConfigFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
-import { ErrorCodes, MeshError } from "../errors/index.ts";
+import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
 import { HboneListener, HbonePool, hboneTuningFrom, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
 import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa } from "../identity/index.ts";
 import { createAdminApp, createMetricsApp, createReadinessApp, startAdminServers, type AdminServers } from "../admin/index.ts";
@@ -14,7 +14,9 @@ import type { TlsIdentity } from "../net/index.ts";
 import { waitForDrain } from "../drain/index.ts";
 import { EndpointBalancer } from "./endpoints.ts";
 import { codecLimits, serveH1 } from "./front-h1.ts";
-import { RequestPipeline, type RequestHooks } from "./handler.ts";
+import { RequestPipeline, type MeshHttpCall, type WaypointPlugins } from "./handler.ts";
+import { BufferedBody } from "./exchange.ts";
+import { serviceEndpoints } from "./endpoints.ts";
 import { DEFAULT_H2_GUARD } from "./h2-guard.ts";
 import { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
 import { acceptWaypointTunnel, type TunnelContext } from "./tunnel.ts";
@@ -47,6 +49,8 @@ export interface WaypointOptions {
   /** Kubernetes AuthorizationPolicy YAML files (`--policies`), watched */
   readonly policyFiles?: readonly string[];
   readonly clusterDomain?: string;
+  /** the Wasm plugin chain (plugins/); none when absent */
+  readonly plugins?: WaypointPlugins;
   /** HTTP limits and timeouts (defaults: Envoy's) */
   readonly limits?: Partial<L7Limits>;
   readonly log: Logger;
@@ -76,8 +80,6 @@ export class Waypoint {
   private h2Pool: H2UpstreamPool | undefined;
   private pipeline: RequestPipeline | undefined;
   private tunnels: TunnelContext | undefined;
-  /** plugin hooks (Wasm filter chain), when any plugin is configured */
-  hooks: RequestHooks | undefined;
   private readonly policies: PolicySet;
   private draining = false;
   private drainPromise: Promise<number> | undefined;
@@ -163,8 +165,17 @@ export class Waypoint {
         metricsAddress: { hostname: publicHost, port: this.opts.metricsPort },
         readinessAddress: { hostname: publicHost, port: this.opts.readinessPort },
         admin: createAdminApp({ configDump: () => this.configDump(), quit: () => void this.drain() }),
-        metrics: createMetricsApp({ metrics: this.metrics }),
+        metrics: createMetricsApp({ metrics: { render: (accept) => this.renderMetrics(accept) } }),
         readiness: createReadinessApp({ readiness: () => this.readiness() }),
+      });
+      await this.opts.plugins?.start({
+        configPath: this.opts.configPath,
+        documentFiles: routeFiles,
+        httpCall: this.httpCall,
+        gateways: () => this.gateways(),
+        namespace: this.workload.namespace,
+        nodeId: `waypoint~${ip}~${this.workload.name}.${this.workload.namespace}`,
+        log,
       });
       this.unsubscribe = this.store.subscribe((next) => this.applyState(next));
       log.info("serving waypoint", { workload: this.workload.name, namespace: this.workload.namespace, identity: this.workload.identity, hbone: `${ip}:${this.listener.port}` });
@@ -223,6 +234,66 @@ export class Waypoint {
 
   private routeFileList: readonly string[] = [];
 
+  /** Istio metrics, then the plugins' own (before OpenMetrics' closing `# EOF`). */
+  private async renderMetrics(accept?: string): Promise<{ body: string; contentType: string }> {
+    const r = await this.metrics.render(accept);
+    const extra = this.opts.plugins?.metricsText() ?? "";
+    if (!extra) return r;
+    const eof = r.body.lastIndexOf("# EOF");
+    const body = eof >= 0 ? `${r.body.slice(0, eof)}${extra}${r.body.slice(eof)}` : `${r.body}${extra}`;
+    return { body, contentType: r.contentType };
+  }
+
+  /**
+   * A plugin's `proxy_http_call`: `upstream` names a mesh service as `host:port` (a hostname,
+   * relative to the waypoint's namespace, or a VIP). Sent over HTTP/1.1 as the waypoint's identity
+   * to an endpoint chosen like any request's; the response is bounded (1 MiB) and timed out.
+   */
+  private readonly httpCall: MeshHttpCall = async (upstream, headers, body, trailers, timeoutMs) => {
+    void trailers;
+    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(upstream);
+    if (!m) return { failure: `upstream ${JSON.stringify(upstream)} is not host:port` };
+    const host = m[1]!.replace(/^\[|\]$/g, "");
+    const port = Number(m[2]);
+    const state = this.store.current();
+    const ns = this.workload.namespace;
+    const svc =
+      state.serviceByVip(this.workload.network, host) ??
+      [host, `${host}.${ns}.svc.cluster.local`, `${host}.svc.cluster.local`, `${host}.cluster.local`].map((h) => state.servicesByHostname(h)[0]).find((s) => s !== undefined);
+    if (!svc) return { failure: `no mesh service ${host}` };
+    const ep = this.balancer.pick(serviceEndpoints(state, svc, port));
+    if (!ep || !this.h1Pool) return { failure: `no healthy endpoint for ${svc.hostname}:${port}` };
+    const get = (n: string) => headers.find(([k]) => k === n)?.[1];
+    const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
+    const call = this.h1Pool.request(ep, { method: get(":method") ?? "GET", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, new BufferedBody(body.byteLength ? [body] : []));
+    const timer = timeoutMs > 0 ? setTimeout(() => call.cancel(new MeshError(ErrorCodes.UPSTREAM_TIMEOUT, "http_call timed out")), timeoutMs) : undefined;
+    try {
+      const r = await call.response;
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      const respTrailers = await new Promise<[string, string][] | undefined>((resolve, reject) => {
+        if (r.body.empty) return resolve(undefined);
+        r.body.start({
+          data: (c) => {
+            size += c.byteLength;
+            if (size > 1024 * 1024) {
+              call.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "http_call response over 1 MiB"));
+              return;
+            }
+            chunks.push(c);
+          },
+          end: (t) => resolve(t),
+          error: reject,
+        });
+      });
+      return { headers: [[":status", String(r.status)], ...r.headers], body: Buffer.concat(chunks), ...(respTrailers ? { trailers: respTrailers } : {}) };
+    } catch (e) {
+      return { failure: asMeshError(e).message };
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  };
+
   private tunnelContext(): TunnelContext {
     if (this.tunnels) return this.tunnels;
     const env = this.opts.env;
@@ -255,7 +326,7 @@ export class Waypoint {
       metrics: this.metrics,
       log: this.opts.log,
       accessLog: this.opts.accessLog,
-      hooks: () => this.hooks,
+      hooks: () => this.opts.plugins,
     }));
     const open = this.openTunnels;
     this.tunnels = {
@@ -301,6 +372,7 @@ export class Waypoint {
       pool: this.pool ? { connections: this.pool.connectionCount, streams: this.pool.streamCount } : undefined,
       upstream: { http1IdleConnections: this.h1Pool?.idleCount ?? 0, http2Sessions: this.h2Pool?.sessionCount ?? 0, ejectedEndpoints: this.balancer.ejectedCount },
       tunnels: this.openTunnels.size,
+      plugins: this.opts.plugins?.describe() ?? [],
     };
   }
 
@@ -328,6 +400,7 @@ export class Waypoint {
     for (const t of [...this.openTunnels]) t.destroy();
     this.listener?.destroy();
     this.listener = undefined;
+    await this.opts.plugins?.stop();
     this.h1Pool?.destroy();
     this.h2Pool?.destroy();
     this.pool?.destroy();

@@ -32,8 +32,13 @@ export async function startWaypoint(mesh: TestMesh, opts: WaypointProcessOptions
   args.push(...(opts.extraArgs ?? []));
   const proc = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, MESH_LOG_LEVEL: "debug", ...(opts.env ?? {}) } });
   const wp = new ZtunnelProcess(tag, proc);
-  const started = await wp.waitForLog((r) => r.msg === "waypoint started" || r.level === "error", 20_000);
-  if (started.msg !== "waypoint started") throw new Error(`waypoint ${uid} did not start: ${JSON.stringify(started)}`);
+  // Started, or exited (a refused config is printed as one plain `error[CODE]` line, not JSON).
+  const died = wp.exited.then(async (code) => {
+    await Bun.sleep(50);
+    throw new Error(`waypoint ${uid} exited ${code} during start-up:\n${wp.stderrText.slice(-20).join("\n")}`);
+  });
+  died.catch(() => {});
+  const started = await Promise.race([wp.waitForLog((r) => r.msg === "waypoint started", 30_000), died]);
   wp.ports = { admin: Number(String(started.admin).split(":").pop()), metrics: Number(started.metrics), readiness: Number(started.readiness) };
   return wp;
 }

@@ -1,0 +1,326 @@
+// A message (request or response) through the plugin chain as a sequence of events — headers,
+// body chunks, trailers — each passed through every stage in order. A plugin stage may hold what
+// it is given (Proxy-Wasm StopIteration) and release it with a later event, change it, answer
+// locally or reset. The message's consumer gets the headers as soon as the last stage releases
+// them, and the body as it is released after that.
+import type { BodySink, BodySource, HeaderPairs, HookRequest, LocalReply, PluginOutcome } from "../core/waypoint/index.ts";
+import { PluginReplyError } from "../core/waypoint/index.ts";
+import type { PhaseResult, WasmStream } from "../wasm/index.ts";
+import type { PluginPhase } from "./config.ts";
+
+type Pairs = readonly (readonly [string, string])[];
+type Ev = { readonly t: "h" } | { readonly t: "d"; readonly c: Uint8Array; readonly end: boolean } | { readonly t: "tr"; readonly tr: HeaderPairs };
+
+function mutable(p: Pairs): HeaderPairs {
+  return p.map(([k, v]) => [k, v] as [string, string]);
+}
+type Terminal = { readonly kind: "local"; readonly reply: LocalReply } | { readonly kind: "reset" };
+type Stage = { readonly kind: "plugin"; readonly i: number } | { readonly kind: "authz" };
+
+const EMPTY = new Uint8Array(0);
+/** Released body queued for a consumer that is not reading: reading from the source stops beyond this. */
+const QUEUE_HIGH_WATER = 256 * 1024;
+
+function localOf(r: PhaseResult): LocalReply {
+  const resp = r.response;
+  return {
+    status: resp?.status ?? 503,
+    body: resp ? new TextDecoder().decode(resp.body) : "",
+    headers: (resp?.headers ?? []).map(([k, v]) => [k, v] as [string, string]),
+    details: resp?.details ?? "wasm_local_response",
+  };
+}
+
+/** The body the consumer reads: fed by the flow, with backpressure back to the source. */
+class ReleasedBody implements BodySource {
+  private queue: Ev[] = [];
+  private queued = 0;
+  private sink: BodySink | undefined;
+  private paused = false;
+  private failure: Error | undefined;
+  private ended = false;
+  onWant: (() => void) | undefined;
+
+  constructor(readonly empty: boolean) {}
+
+  start(sink: BodySink): void {
+    this.sink = sink;
+    this.flush();
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+    this.flush();
+  }
+  get full(): boolean {
+    return this.paused || this.queued > QUEUE_HIGH_WATER || !this.sink;
+  }
+  push(ev: Ev): void {
+    if (ev.t === "d") this.queued += ev.c.byteLength;
+    this.queue.push(ev);
+    this.flush();
+  }
+  fail(e: Error): void {
+    this.failure = e;
+    this.flush();
+  }
+  private trailers: HeaderPairs | undefined;
+  private flush(): void {
+    const sink = this.sink;
+    if (!sink) return;
+    while (this.queue.length > 0 && !this.paused) {
+      const ev = this.queue.shift()!;
+      if (ev.t === "tr") this.trailers = ev.tr;
+      else if (ev.t === "d") {
+        this.queued -= ev.c.byteLength;
+        if (ev.c.byteLength > 0) sink.data(ev.c);
+        if (ev.end && !this.ended) {
+          this.ended = true;
+          sink.end(this.trailers);
+        }
+      }
+    }
+    if (this.failure && this.queue.length === 0 && !this.ended) {
+      this.ended = true;
+      sink.error(this.failure);
+    }
+    if (!this.full) this.onWant?.();
+  }
+}
+
+abstract class Flow {
+  protected headersHeld: boolean[];
+  protected terminal: Terminal | undefined;
+  private released: ReleasedBody | undefined;
+  private resolveHead: ((o: PluginOutcome) => void) | undefined;
+  private chainTail: Promise<void> = Promise.resolve();
+  private sourcePaused = false;
+
+  constructor(
+    protected readonly stages: readonly Stage[],
+    private readonly pluginCount: number,
+  ) {
+    this.headersHeld = new Array(pluginCount).fill(false);
+  }
+
+  protected abstract headersFor(i: number): HeaderPairs | undefined;
+  protected abstract applyReleasedHeaders(h: Pairs): void;
+  protected abstract call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult | undefined;
+  protected abstract authorize(): LocalReply | undefined;
+  protected abstract forwardOutcome(body: ReleasedBody): PluginOutcome;
+
+  /** Passes one event through the stages from `from`, depth-first, in order. */
+  private async pass(from: number, ev: Ev, eos: boolean): Promise<void> {
+    if (this.terminal) return;
+    if (from >= this.stages.length) return this.deliver(ev);
+    const stage = this.stages[from]!;
+    if (stage.kind === "authz") {
+      if (ev.t === "h") {
+        const reply = this.authorize();
+        if (reply) return this.end({ kind: "local", reply });
+      }
+      return this.pass(from + 1, ev, eos);
+    }
+    const i = stage.i;
+    const r = await this.call(i, ev, ev.t === "h" ? this.headersFor(i) : undefined, eos);
+    if (r === undefined) return this.pass(from + 1, ev, eos); // the plugin never saw this message
+    if (r.action === "local") return this.end({ kind: "local", reply: localOf(r) });
+    if (r.action === "reset") return this.end({ kind: "reset" });
+    const out: Ev[] = [];
+    if (r.headers !== undefined) {
+      this.applyReleasedHeaders(r.headers);
+      this.headersHeld[i] = false;
+      out.push({ t: "h" });
+    } else if (ev.t === "h") this.headersHeld[i] = true;
+    const last = ev.t === "tr" || (ev.t === "d" && ev.end);
+    if (r.body !== undefined || (last && ev.t === "d" && r.action === "continue")) {
+      out.push({ t: "d", c: r.body ?? EMPTY, end: last && r.trailers === undefined && ev.t === "d" && r.action === "continue" });
+    }
+    if (r.trailers !== undefined) out.push({ t: "tr", tr: mutable(r.trailers) }, { t: "d", c: EMPTY, end: true });
+    else if (ev.t === "tr" && r.action === "continue") out.push({ t: "d", c: EMPTY, end: true });
+    for (const e of out) await this.pass(from + 1, e, eos);
+  }
+
+  private deliver(ev: Ev): void {
+    if (ev.t === "h") {
+      const resolve = this.resolveHead;
+      this.resolveHead = undefined;
+      resolve?.(this.forwardOutcome(this.released!));
+      return;
+    }
+    this.released!.push(ev);
+  }
+
+  private end(t: Terminal): void {
+    if (this.terminal) return;
+    this.terminal = t;
+    const resolve = this.resolveHead;
+    this.resolveHead = undefined;
+    if (resolve) resolve(t);
+    else this.released?.fail(t.kind === "local" ? new PluginReplyError(t.reply) : new Error("a plugin reset the stream"));
+  }
+
+  protected runFlow(body: BodySource): Promise<PluginOutcome> {
+    this.released = new ReleasedBody(body.empty);
+    const head = new Promise<PluginOutcome>((resolve) => (this.resolveHead = resolve));
+    this.chainTail = this.pass(0, { t: "h" }, body.empty).catch((e) => this.end({ kind: "local", reply: { status: 500, body: "", details: `wasm_internal_error: ${String(e)}` } }));
+    if (!body.empty) {
+      const enqueue = (ev: Ev): void => {
+        body.pause();
+        this.sourcePaused = true;
+        this.chainTail = this.chainTail
+          .then(() => this.pass(0, ev, false))
+          .then(() => {
+            if (!this.released!.full && !this.terminal) this.resumeSource(body);
+          });
+      };
+      this.released.onWant = () => this.resumeSource(body);
+      let trailers: HeaderPairs | undefined;
+      body.start({
+        data: (c) => enqueue({ t: "d", c, end: false }),
+        end: (t) => {
+          trailers = t;
+          if (trailers) enqueue({ t: "tr", tr: trailers });
+          else enqueue({ t: "d", c: EMPTY, end: true });
+        },
+        error: (e) => {
+          this.chainTail = this.chainTail.then(() => this.released!.fail(e));
+        },
+      });
+    }
+    return head;
+  }
+
+  private resumeSource(body: BodySource): void {
+    if (!this.sourcePaused || this.terminal) return;
+    this.sourcePaused = false;
+    body.resume();
+  }
+}
+
+/** The request through AUTHN and AUTHZ plugins, the built-in authorization, then the rest. */
+export class RequestFlow extends Flow {
+  private req: HookRequest | undefined;
+  private authorizeFn: (() => LocalReply | undefined) | undefined;
+
+  constructor(
+    n: number,
+    phaseOf: (i: number) => PluginPhase,
+    private readonly streamOf: (i: number) => WasmStream | undefined,
+    private readonly unusable: (i: number) => PhaseResult,
+  ) {
+    const stages: Stage[] = [];
+    let authzPlaced = false;
+    for (let i = 0; i < n; i++) {
+      const phase = phaseOf(i);
+      if (!authzPlaced && phase !== "AUTHN" && phase !== "AUTHZ") {
+        stages.push({ kind: "authz" });
+        authzPlaced = true;
+      }
+      stages.push({ kind: "plugin", i });
+    }
+    if (!authzPlaced) stages.push({ kind: "authz" });
+    super(stages, n);
+  }
+
+  run(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome> {
+    this.req = req;
+    this.authorizeFn = authorize;
+    return this.runFlow(body);
+  }
+
+  protected headersFor(): HeaderPairs {
+    const r = this.req!;
+    return [[":method", r.method], [":path", r.path], [":authority", r.authority], [":scheme", "http"], ...r.headers];
+  }
+
+  protected applyReleasedHeaders(h: Pairs): void {
+    const r = this.req!;
+    const rest: HeaderPairs = [];
+    for (const [k, v] of h) {
+      if (k === ":method") r.method = v;
+      else if (k === ":path") r.path = v;
+      else if (k === ":authority") r.authority = v;
+      else if (!k.startsWith(":")) rest.push([k, v]);
+    }
+    r.headers.splice(0, r.headers.length, ...rest);
+  }
+
+  protected call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult {
+    const s = this.streamOf(i);
+    if (!s) {
+      const u = this.unusable(i);
+      if (u.action !== "continue") return u;
+      // FAIL_OPEN without a VM: pass the event through unchanged
+      return ev.t === "h" ? { action: "continue", headers: headers! } : ev.t === "d" ? { action: "continue", body: ev.c } : { action: "continue", trailers: ev.tr };
+    }
+    if (ev.t === "h") return s.requestHeaders(headers!, eos);
+    if (ev.t === "d") return s.requestBody(ev.c, ev.end);
+    return s.requestTrailers(ev.tr);
+  }
+
+  protected authorize(): LocalReply | undefined {
+    return this.authorizeFn?.();
+  }
+
+  protected forwardOutcome(body: BodySource): PluginOutcome {
+    return { kind: "forward", body };
+  }
+}
+
+/** The response back through the plugins that saw the request, last one first. */
+export class ResponseFlow extends Flow {
+  private status = 0;
+  private headers: HeaderPairs = [];
+
+  constructor(
+    n: number,
+    private readonly streamOf: (i: number) => WasmStream | undefined,
+    private readonly unusable: (i: number) => PhaseResult | undefined,
+  ) {
+    const stages: Stage[] = [];
+    for (let i = n - 1; i >= 0; i--) stages.push({ kind: "plugin", i });
+    super(stages, n);
+  }
+
+  run(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome> {
+    this.status = status;
+    this.headers = headers;
+    return this.runFlow(body);
+  }
+
+  protected headersFor(): HeaderPairs {
+    return [[":status", String(this.status)], ...this.headers];
+  }
+
+  protected applyReleasedHeaders(h: Pairs): void {
+    const rest: HeaderPairs = [];
+    for (const [k, v] of h) {
+      if (k === ":status") {
+        const n = Number(v);
+        if (Number.isInteger(n) && n >= 100 && n <= 999) this.status = n;
+      } else if (!k.startsWith(":")) rest.push([k, v]);
+    }
+    this.headers.splice(0, this.headers.length, ...rest);
+  }
+
+  protected call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult | undefined {
+    const u = this.unusable(i);
+    if (u) return u.action === "continue" ? undefined : u;
+    const s = this.streamOf(i);
+    if (!s) return undefined;
+    if (ev.t === "h") return s.responseHeaders(headers!, eos);
+    if (ev.t === "d") return s.responseBody(ev.c, ev.end);
+    return s.responseTrailers(ev.tr);
+  }
+
+  protected authorize(): undefined {
+    return undefined;
+  }
+
+  protected forwardOutcome(body: BodySource): PluginOutcome {
+    return { kind: "forward", body, status: this.status };
+  }
+}

@@ -1,0 +1,938 @@
+// The embedder's view of one Proxy-Wasm plugin: start it, run streams through it, read its
+// metrics, stop it. Owns everything asynchronous around the synchronous VM core: the command
+// queue and batching, the per-callback budget, VM restarts, HTTP callouts, timers, queue wake-ups
+// and the fail strategy.
+
+import { type ErrorCode, ErrorCodes, MeshError } from "../core/errors/index.ts";
+import { LOG_LEVEL_NAMES, type LogLevelName, type LogLevelValue } from "./abi.ts";
+import { type ServiceHandlers } from "./channel.ts";
+import { instrumentModule } from "./instrument.ts";
+import { type PluginMetric, PluginMetricStore } from "./metrics.ts";
+import { checkModule, describeModule, type ModuleReport, toBytes } from "./module-info.ts";
+import type { PropertyValue, StreamCompletion, StreamProperties } from "./properties.ts";
+import {
+  type BatchEffects,
+  type BatchReply,
+  type Command,
+  Direction,
+  type DirectionValue,
+  type Emission,
+  EmissionKind,
+  type Failure,
+  type HttpCallRequest,
+  Op,
+  type VmConfig,
+} from "./protocol.ts";
+import { type FlatPairs, flatten, unflatten } from "./serialization.ts";
+import { processSharedState, type SharedState } from "./shared.ts";
+import { defaultWorkerUrl, runAsync, spawnInline, spawnWorker, type SpawnOptions, VmDead, type VmHandle } from "./vm-handle.ts";
+
+export type HeaderPairs = readonly (readonly [string, string])[];
+export type FailStrategy = "FAIL_CLOSE" | "FAIL_OPEN" | "FAIL_RELOAD";
+
+export type HttpCallResult =
+  | { readonly headers: HeaderPairs; readonly body?: Uint8Array; readonly trailers?: HeaderPairs }
+  | { readonly failure: string };
+
+/** Performs a plugin's HTTP callout (proxy_http_call). `upstream` is the plugin's cluster name. */
+export type HttpCallFn = (
+  upstream: string,
+  headers: HeaderPairs,
+  body: Uint8Array,
+  trailers: HeaderPairs,
+  timeoutMs: number,
+) => Promise<HttpCallResult>;
+
+export interface PluginLogEntry {
+  readonly plugin: string;
+  readonly level: LogLevelName;
+  readonly message: string;
+  /** "plugin" for proxy_log/WASI output, "host" for what the host reports about the plugin. */
+  readonly source: "plugin" | "host";
+}
+
+export interface WasmPluginOptions {
+  /** Plugin name (Istio: `<namespace>.<WasmPlugin name>`); `plugin_name`, metric label. */
+  readonly name: string;
+  /** Root id (Istio: `spec.pluginName`); `plugin_root_id`, which AssemblyScript modules require. */
+  readonly rootId: string;
+  /** VM id (shared data and queues are scoped by it). Default: the name. */
+  readonly vmId?: string;
+  readonly bytes: Uint8Array | ArrayBuffer;
+  /** Plugin configuration (Istio `pluginConfig` as JSON text), read via PLUGIN_CONFIGURATION. */
+  readonly configuration?: string;
+  readonly vmConfiguration?: string;
+  /** WASI environment (Istio `vmConfig.env`). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Linear memory limit in 64 KiB pages. Default 256 (16 MiB). */
+  readonly maxMemoryPages?: number;
+  /** Time one callback may run. Default 5 ms. */
+  readonly callbackBudgetMs?: number;
+  /** Time the start sequence (instantiation, vm_start, configure) may run. Default 2000 ms. */
+  readonly startBudgetMs?: number;
+  /** Bound for a body the plugin holds, and for any single buffer copied into it. Default 1 MiB. */
+  readonly maxBufferBytes?: number;
+  /** Bound for one header map. Default 64 KiB. */
+  readonly maxHeaderBytes?: number;
+  readonly logLevel?: LogLevelName;
+  readonly failStrategy?: FailStrategy;
+  /** "worker" (default) runs the VM in its own thread; "inline" on the calling thread. */
+  readonly isolation?: "worker" | "inline";
+  readonly httpCall?: HttpCallFn;
+  /** Upstream names proxy_http_call accepts (others get BAD_ARGUMENT); default: any. */
+  readonly httpCallUpstreams?: readonly string[];
+  readonly log?: (entry: PluginLogEntry) => void;
+  readonly node?: { readonly id?: string; readonly cluster?: string; readonly metadata?: Readonly<Record<string, string>> };
+  /** Extra plugin-level properties by dotted path (e.g. `xds.listener_direction`). */
+  readonly properties?: Readonly<Record<string, PropertyValue>>;
+  /** Shared data/queues; default the process-wide state. */
+  readonly sharedState?: SharedState;
+  /** Main-thread busy-wait for a worker reply before yielding, in µs. Default 0. */
+  readonly spinMicros?: number;
+  /** Worker busy-wait for the next batch before parking, in µs. Default 0. */
+  readonly workerSpinMicros?: number;
+  /** How a worker wakes the main thread: "message" (default, faster here) or "atomics" (waitAsync). */
+  readonly wakeMain?: "message" | "atomics";
+  /** Time past the budget before the main thread terminates an unresponsive worker. Default 100 ms. */
+  readonly killGraceMs?: number;
+  /** Worker entry; default `./vm-worker.ts` next to this file (see README for compiled binaries). */
+  readonly workerUrl?: string | URL;
+}
+
+export interface LocalResponse {
+  readonly status: number;
+  readonly body: Uint8Array;
+  readonly headers: HeaderPairs;
+  /** gRPC status (0..16) when the plugin answered with one. */
+  readonly grpcStatus: number | undefined;
+  /** Response code details (Envoy `%RESPONSE_CODE_DETAILS%`). */
+  readonly details: string;
+}
+
+/**
+ * What to do after a phase. Forward the released parts in order headers, body, trailers.
+ * - continue: the plugin holds nothing of this direction;
+ * - stop: the plugin holds data (never returned for an end-of-stream call: that waits until
+ *   the plugin resumes); feed the next part, held data comes back in a later result;
+ * - local: answer with `response` and drop the upstream side;
+ * - reset: reset the stream.
+ * `failure` is set when the plugin failed and its fail strategy produced this result.
+ */
+export interface PhaseResult {
+  readonly action: "continue" | "stop" | "local" | "reset";
+  readonly headers?: HeaderPairs;
+  readonly body?: Uint8Array;
+  readonly trailers?: HeaderPairs;
+  readonly response?: LocalResponse;
+  readonly failure?: MeshError;
+}
+
+export interface WasmStream {
+  requestHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult>;
+  requestBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult>;
+  requestTrailers(trailers: HeaderPairs): Promise<PhaseResult>;
+  responseHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult>;
+  responseBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult>;
+  responseTrailers(trailers: HeaderPairs): Promise<PhaseResult>;
+  /** The stream is over (runs proxy_on_done/on_log/on_delete later, batched). */
+  done(completion?: StreamCompletion): void;
+}
+
+const DEFAULTS = {
+  maxMemoryPages: 256,
+  callbackBudgetMs: 5,
+  startBudgetMs: 2000,
+  maxBufferBytes: 1 << 20,
+  maxHeaderBytes: 64 << 10,
+  killGraceMs: 100,
+  spinMicros: 0,
+  workerSpinMicros: 0,
+} as const;
+const MAX_BATCH = 64;
+const DONE_FLUSH_MS = 5;
+const DONE_FLUSH_COUNT = 128;
+const RESTART_MIN_INTERVAL_MS = 1000;
+const EMPTY = new Uint8Array(0);
+const ENC = new TextEncoder();
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 0) return EMPTY;
+  if (chunks.length === 1) return chunks[0]!;
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+function meshErrorOf(f: Failure): MeshError {
+  const code = (Object.hasOwn(ErrorCodes, f.code) ? f.code : ErrorCodes.WASM_TRAP) as ErrorCode;
+  return new MeshError(code, f.message);
+}
+
+interface Queued {
+  readonly cmd: Command;
+  readonly stream: PluginStream | undefined;
+  seq: number;
+}
+
+// ---- stream ---------------------------------------------------------------------------------
+
+interface Released {
+  headers?: HeaderPairs;
+  body?: Uint8Array;
+  trailers?: HeaderPairs;
+}
+
+class MainDir {
+  headers: HeaderPairs | undefined;
+  trailers: HeaderPairs | undefined;
+  /** Body chunks sent to the VM and not yet released, tagged with their command's sequence. */
+  held: { bytes: Uint8Array; seq: number }[] = [];
+  headersReleased = false;
+  trailersReleased = false;
+  pending: { resolve: (r: PhaseResult) => void; eos: boolean; acc: Released } | undefined;
+  carry: Released | undefined;
+  /** Phase calls made while another one of this direction is pending, in order. */
+  private waiting: (() => void)[] = [];
+
+  /** Resolves the pending phase and starts the next waiting one. */
+  settle(r: PhaseResult): void {
+    const p = this.pending;
+    this.pending = undefined;
+    p?.resolve(r);
+    this.waiting.shift()?.();
+  }
+
+  /** Starts the next waiting phase when none is pending. */
+  next(): void {
+    if (this.pending === undefined) this.waiting.shift()?.();
+  }
+
+  /** Runs `start` now, or after the phases already pending in this direction. */
+  enter(start: () => Promise<PhaseResult>): Promise<PhaseResult> {
+    if (this.pending === undefined && this.waiting.length === 0) return start();
+    return new Promise<PhaseResult>((resolve) => this.waiting.push(() => void start().then(resolve)));
+  }
+
+  takeHeld(upTo: number): Uint8Array {
+    const out: Uint8Array[] = [];
+    while (this.held.length > 0 && this.held[0]!.seq <= upTo) out.push(this.held.shift()!.bytes);
+    return concat(out);
+  }
+}
+
+function mergeInto(acc: Released, r: Released): void {
+  if (r.headers !== undefined) acc.headers = r.headers;
+  if (r.body !== undefined) acc.body = acc.body === undefined ? r.body : concat([acc.body, r.body]);
+  if (r.trailers !== undefined) acc.trailers = r.trailers;
+}
+
+class PluginStream implements WasmStream {
+  id = 0;
+  /** Generation of the VM that received this stream's first command. */
+  sentGen: number | undefined;
+  created = false;
+  finished: PhaseResult | undefined;
+  failure: MeshError | undefined;
+  doneQueued = false;
+  readonly req = new MainDir();
+  readonly resp = new MainDir();
+
+  constructor(
+    private readonly plugin: WasmPlugin,
+    private readonly props: StreamProperties,
+  ) {}
+
+  private dir(d: DirectionValue): MainDir {
+    return d === Direction.REQUEST ? this.req : this.resp;
+  }
+
+  /** Creation properties travel with the first command of the stream. */
+  private createProps(): StreamProperties | undefined {
+    if (this.created) return undefined;
+    this.created = true;
+    return this.props;
+  }
+
+  private phase(
+    d: DirectionValue,
+    eos: boolean,
+    build: (create: StreamProperties | undefined) => Command,
+    onSend: (seq: number) => void,
+    chunk?: Uint8Array,
+  ): Promise<PhaseResult> {
+    const dir = this.dir(d);
+    // one phase per direction at a time: a second call waits for the first
+    const run = (): Promise<PhaseResult> => {
+      if (this.finished !== undefined) return this.settled(dir, this.finished);
+      if (this.doneQueued) return this.settled(dir, { action: "reset" });
+      if (!this.plugin.adopt(this) || this.failure !== undefined) return this.settled(dir, this.failedResult(d, chunk));
+      return new Promise<PhaseResult>((resolve) => {
+        const acc: Released = {};
+        if (dir.carry !== undefined) {
+          mergeInto(acc, dir.carry);
+          dir.carry = undefined;
+        }
+        dir.pending = { resolve, eos, acc };
+        onSend(this.plugin.enqueue(build(this.createProps()), this));
+      });
+    };
+    return dir.enter(run);
+  }
+
+  /** An immediate result; lets the next waiting phase of the direction start. */
+  private settled(dir: MainDir, r: PhaseResult): Promise<PhaseResult> {
+    queueMicrotask(() => dir.next());
+    return Promise.resolve(r);
+  }
+
+  requestHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {
+    this.req.headers = headers;
+    return this.phase(
+      Direction.REQUEST,
+      endOfStream,
+      (create) => ({ op: Op.HEADERS, stream: this.id, dir: Direction.REQUEST, headers: flatten(headers), eos: endOfStream, ...(create ? { create } : {}) }),
+      () => {},
+    );
+  }
+
+  responseHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {
+    this.resp.headers = headers;
+    return this.phase(
+      Direction.RESPONSE,
+      endOfStream,
+      (create) => ({ op: Op.HEADERS, stream: this.id, dir: Direction.RESPONSE, headers: flatten(headers), eos: endOfStream, ...(create ? { create } : {}) }),
+      () => {},
+    );
+  }
+
+  private body(d: DirectionValue, chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
+    const max = this.plugin.maxBufferBytes;
+    if (chunk.length > max) return this.bodyPieces(d, chunk, endOfStream, max);
+    const dir = this.dir(d);
+    return this.phase(
+      d,
+      endOfStream,
+      (create) => ({ op: Op.BODY, stream: this.id, dir: d, body: chunk, eos: endOfStream, ...(create ? { create } : {}) }),
+      (seq) => dir.held.push({ bytes: chunk, seq }),
+      chunk,
+    );
+  }
+
+  /** One VM call never carries more than the buffer bound: feed a big chunk piece by piece. */
+  private async bodyPieces(d: DirectionValue, chunk: Uint8Array, endOfStream: boolean, max: number): Promise<PhaseResult> {
+    const acc: Released = {};
+    let last: PhaseResult = { action: "continue" };
+    for (let o = 0; o < chunk.length; o += max) {
+      const end = Math.min(chunk.length, o + max);
+      last = await this.body(d, chunk.subarray(o, end), endOfStream && end === chunk.length);
+      if (last.action === "local" || last.action === "reset") return last;
+      mergeInto(acc, last);
+    }
+    return { ...last, ...acc };
+  }
+
+  requestBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
+    return this.body(Direction.REQUEST, chunk, endOfStream);
+  }
+
+  responseBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
+    return this.body(Direction.RESPONSE, chunk, endOfStream);
+  }
+
+  private trailersPhase(d: DirectionValue, trailers: HeaderPairs): Promise<PhaseResult> {
+    this.dir(d).trailers = trailers;
+    return this.phase(
+      d,
+      true,
+      (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(trailers), ...(create ? { create } : {}) }),
+      () => {},
+    );
+  }
+
+  requestTrailers(trailers: HeaderPairs): Promise<PhaseResult> {
+    return this.trailersPhase(Direction.REQUEST, trailers);
+  }
+
+  responseTrailers(trailers: HeaderPairs): Promise<PhaseResult> {
+    return this.trailersPhase(Direction.RESPONSE, trailers);
+  }
+
+  done(completion?: StreamCompletion): void {
+    if (this.doneQueued) return;
+    this.doneQueued = true;
+    for (const d of [this.req, this.resp]) if (d.pending !== undefined) d.settle({ action: "reset" });
+    this.plugin.streamDone(this, completion);
+  }
+
+  /** Applies one emission from the VM. `seq` is the command that produced it. */
+  deliver(e: Emission, seq: number): void {
+    if (this.finished !== undefined || this.doneQueued) return;
+    if (e.kind === EmissionKind.LOCAL || e.kind === EmissionKind.RESET) {
+      const r: PhaseResult =
+        e.kind === EmissionKind.RESET || e.local === undefined
+          ? { action: "reset" }
+          : {
+              action: "local",
+              response: {
+                status: e.local.status,
+                body: e.local.body,
+                headers: unflatten(e.local.headers),
+                grpcStatus: e.local.grpcStatus,
+                details: e.local.details,
+              },
+            };
+      this.finish(r);
+      return;
+    }
+    const dir = this.dir(e.dir);
+    const rel: Released = {};
+    if (e.headers !== undefined) {
+      if (e.headers === null) rel.headers = dir.headers ?? [];
+      else {
+        const keep = e.headersKeep ?? 0;
+        const rest = unflatten(e.headers);
+        rel.headers = keep > 0 ? [...(dir.headers ?? []).slice(0, keep), ...rest] : rest;
+      }
+      dir.headersReleased = true;
+    }
+    if (e.body !== undefined) {
+      const held = dir.takeHeld(seq);
+      rel.body = e.body === null ? held : e.body;
+    }
+    if (e.trailers !== undefined) {
+      rel.trailers = e.trailers === null ? (dir.trailers ?? []) : unflatten(e.trailers);
+      dir.trailersReleased = true;
+    }
+    const p = dir.pending;
+    if (p === undefined) {
+      if (rel.headers !== undefined || rel.body !== undefined || rel.trailers !== undefined) {
+        dir.carry ??= {};
+        mergeInto(dir.carry, rel);
+      }
+      return;
+    }
+    mergeInto(p.acc, rel);
+    if (e.kind === EmissionKind.STOP && p.eos) return; // nothing more will come: wait for a resume
+    dir.settle({ action: e.kind === EmissionKind.CONTINUE ? "continue" : "stop", ...p.acc });
+  }
+
+  private finish(r: PhaseResult): void {
+    this.finished = r;
+    for (const d of [this.req, this.resp]) d.settle(r);
+  }
+
+  /** What a failed plugin's strategy makes of a phase. */
+  private failedResult(d: DirectionValue, current: Uint8Array | undefined): PhaseResult {
+    const failure = this.failure ?? new MeshError(ErrorCodes.WASM_TRAP, "plugin VM unavailable");
+    if (this.plugin.failStrategy !== "FAIL_OPEN") {
+      return {
+        action: "local",
+        response: { status: 503, body: EMPTY, headers: [], grpcStatus: 14, details: "wasm_fail_stream" },
+        failure,
+      };
+    }
+    // continue without the plugin: release everything not yet released, unmodified
+    const dir = this.dir(d);
+    const out: { action: "continue"; headers?: HeaderPairs; body?: Uint8Array; trailers?: HeaderPairs; failure: MeshError } = {
+      action: "continue",
+      failure,
+    };
+    const acc = dir.pending?.acc ?? {};
+    if (acc.headers !== undefined) out.headers = acc.headers;
+    else if (!dir.headersReleased && dir.headers !== undefined) {
+      out.headers = dir.headers;
+      dir.headersReleased = true;
+    }
+    const body = concat([...(acc.body ? [acc.body] : []), ...dir.held.map((h) => h.bytes), ...(current ? [current] : [])]);
+    dir.held = [];
+    if (body.length > 0) out.body = body;
+    if (acc.trailers !== undefined) out.trailers = acc.trailers;
+    else if (!dir.trailersReleased && dir.trailers !== undefined) {
+      out.trailers = dir.trailers;
+      dir.trailersReleased = true;
+    }
+    return out;
+  }
+
+  /** The VM failed while this stream lived in it: resolve what waits per the fail strategy. */
+  fail(error: MeshError): void {
+    if (this.failure !== undefined || this.finished !== undefined) return;
+    this.failure = error;
+    for (const d of [Direction.REQUEST, Direction.RESPONSE] as const) {
+      const dir = this.dir(d);
+      const p = dir.pending;
+      if (p === undefined) continue;
+      dir.settle(this.failedResult(d, undefined));
+    }
+    if (this.plugin.failStrategy !== "FAIL_OPEN") this.finished = this.failedResult(Direction.REQUEST, undefined);
+  }
+}
+
+function isCreate(cmd: Command): boolean {
+  return (cmd.op === Op.HEADERS || cmd.op === Op.BODY || cmd.op === Op.TRAILERS) && cmd.create !== undefined;
+}
+
+// ---- plugin ---------------------------------------------------------------------------------
+
+export class WasmPlugin {
+  readonly name: string;
+  readonly failStrategy: FailStrategy;
+  readonly maxBufferBytes: number;
+  private readonly o: WasmPluginOptions;
+  private readonly bytes: Uint8Array;
+  private readonly logLevel: LogLevelValue;
+  private readonly shared: SharedState;
+  private readonly store = new PluginMetricStore();
+  private report: ModuleReport | undefined;
+  private module: WebAssembly.Module | undefined;
+  private memory: { initialPages: number; maximumPages: number } | undefined;
+  private vm: VmHandle | undefined;
+  private gen = 0;
+  private starting: Promise<void> | undefined;
+  private lastStartFailure: { at: number; error: MeshError } | undefined;
+  private stopped = false;
+  private readonly queue: Queued[] = [];
+  private doneQueue: Queued[] = [];
+  private doneTimer: ReturnType<typeof setTimeout> | undefined;
+  private inFlight = false;
+  private seq = 0;
+  private nextStreamId = 2;
+  private readonly streams = new Map<number, PluginStream>();
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+  private tickQueued = false;
+  private readonly queuesReady = new Set<number>();
+  private readonly onQueueReady = (queueId: number): void => {
+    if (this.stopped || this.queuesReady.has(queueId)) return;
+    this.queuesReady.add(queueId);
+    this.enqueue({ op: Op.QUEUE_READY, queueId }, undefined);
+  };
+  /** VM (re)starts so far, including the first. */
+  starts = 0;
+
+  constructor(options: WasmPluginOptions) {
+    this.o = options;
+    this.name = options.name;
+    this.failStrategy = options.failStrategy ?? "FAIL_CLOSE";
+    this.maxBufferBytes = options.maxBufferBytes ?? DEFAULTS.maxBufferBytes;
+    this.bytes = toBytes(options.bytes);
+    const level = LOG_LEVEL_NAMES.indexOf(options.logLevel ?? "info");
+    this.logLevel = (level < 0 ? 2 : level) as LogLevelValue;
+    this.shared = options.sharedState ?? processSharedState;
+  }
+
+  /** Static facts about the module (available after start()). */
+  get moduleReport(): ModuleReport | undefined {
+    return this.report;
+  }
+
+  /**
+   * Checks and instantiates the module, runs proxy_on_vm_start and proxy_on_configure. Throws a
+   * MeshError: WASM_MODULE_INVALID, WASM_ABI_UNSUPPORTED, WASM_MEMORY_LIMIT, WASM_CONFIG_REJECTED,
+   * WASM_TRAP, WASM_TIMEOUT.
+   */
+  async start(): Promise<void> {
+    if (this.module !== undefined) return;
+    const maxPages = this.o.maxMemoryPages ?? DEFAULTS.maxMemoryPages;
+    const report = describeModule(this.bytes);
+    checkModule(report, maxPages);
+    const inst = instrumentModule(this.bytes, maxPages);
+    let module: WebAssembly.Module;
+    try {
+      module = new WebAssembly.Module(inst.bytes);
+    } catch (e) {
+      throw new MeshError(ErrorCodes.WASM_MODULE_INVALID, `module does not compile: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+    this.report = report;
+    this.memory = inst.memory;
+    this.module = module;
+    try {
+      await this.spawn(true);
+    } catch (e) {
+      this.module = undefined; // start() may be retried
+      throw e;
+    }
+  }
+
+  private vmConfig(): VmConfig {
+    const o = this.o;
+    return {
+      plugin: {
+        name: o.name,
+        rootId: o.rootId,
+        vmId: o.vmId ?? o.name,
+        ...(o.node ? { node: o.node } : {}),
+        ...(o.properties ? { extra: o.properties } : {}),
+      },
+      configuration: ENC.encode(o.configuration ?? ""),
+      vmConfiguration: ENC.encode(o.vmConfiguration ?? ""),
+      env: o.env ?? {},
+      logLevel: this.logLevel,
+      maxMemoryPages: o.maxMemoryPages ?? DEFAULTS.maxMemoryPages,
+      maxBufferBytes: this.maxBufferBytes,
+      maxHeaderBytes: o.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes,
+      callbackBudgetMs: o.callbackBudgetMs ?? DEFAULTS.callbackBudgetMs,
+      startBudgetMs: o.startBudgetMs ?? DEFAULTS.startBudgetMs,
+      httpCallUpstreams: o.httpCallUpstreams,
+      metricSeed: this.store.seed(),
+    };
+  }
+
+  private services(): ServiceHandlers {
+    const vmId = this.o.vmId ?? this.o.name;
+    return {
+      sharedGet: (key) => this.shared.getData(vmId, key),
+      sharedSet: (key, value, cas) => this.shared.setData(vmId, key, value, cas),
+      queueRegister: (name) => this.shared.registerQueue(vmId, name, this.onQueueReady),
+      queueResolve: (vm, name) => this.shared.resolveQueue(vm, name),
+      queueEnqueue: (id, value) => this.shared.enqueue(id, value),
+      queueDequeue: (id) => this.shared.dequeue(id),
+    };
+  }
+
+  /** Starts a VM. The first start throws; restarts report through the log and fail streams. */
+  private async spawn(first: boolean): Promise<void> {
+    if (this.module === undefined) throw new MeshError(ErrorCodes.INTERNAL, `plugin ${this.name} is not started`);
+    const cfg = this.vmConfig();
+    const o: SpawnOptions = {
+      module: this.module,
+      abi: this.report!.abiVersion!,
+      memory: this.memory,
+      config: cfg,
+      services: this.services(),
+      killGraceMs: this.o.killGraceMs ?? DEFAULTS.killGraceMs,
+      spinMicros: this.o.spinMicros ?? DEFAULTS.spinMicros,
+      workerSpinMicros: this.o.workerSpinMicros ?? DEFAULTS.workerSpinMicros,
+      wakeMain: this.o.wakeMain ?? "message",
+      workerUrl: this.o.workerUrl ?? defaultWorkerUrl(),
+    };
+    const maxChannel = 4 * cfg.maxBufferBytes + 64 * cfg.maxHeaderBytes + (8 << 20);
+    const { vm, start } = this.o.isolation === "inline" ? await spawnInline(o) : await spawnWorker(o, maxChannel);
+    this.starts++;
+    this.applyEffects(start.effects);
+    if (!start.ok) {
+      vm.close();
+      const err = meshErrorOf(start.failure ?? { code: ErrorCodes.WASM_TRAP, message: "plugin failed to start" });
+      this.lastStartFailure = { at: Date.now(), error: err };
+      if (first) throw err;
+      this.hostLog("error", `plugin VM failed to restart: [${err.code}] ${err.message}`);
+      throw err;
+    }
+    if (this.stopped) {
+      vm.close();
+      return;
+    }
+    this.lastStartFailure = undefined;
+    this.vm = vm;
+    this.gen++;
+  }
+
+  /** A new stream. Cheap: nothing reaches the VM until the first phase call. */
+  stream(properties: StreamProperties = {}): WasmStream {
+    return new PluginStream(this, properties);
+  }
+
+  /** Gives a stream its id on first use; false when the plugin is stopped. */
+  adopt(s: PluginStream): boolean {
+    if (this.stopped || this.module === undefined) {
+      s.failure ??= new MeshError(
+        this.stopped ? ErrorCodes.WASM_TRAP : ErrorCodes.INTERNAL,
+        `plugin ${this.name} is ${this.stopped ? "stopped" : "not started"}`,
+      );
+      return false;
+    }
+    if (s.id === 0) {
+      // ids are never reused, also across VM restarts, so a stream moved to a new VM keeps its id
+      s.id = this.nextStreamId++;
+      this.streams.set(s.id, s);
+    }
+    return true;
+  }
+
+  /** Queues a command for the VM; returns its sequence number. */
+  enqueue(cmd: Command, stream: PluginStream | undefined): number {
+    const q: Queued = { cmd, stream, seq: ++this.seq };
+    this.queue.push(q);
+    this.pump();
+    return q.seq;
+  }
+
+  streamDone(s: PluginStream, completion: StreamCompletion | undefined): void {
+    if (s.sentGen !== this.gen || s.failure !== undefined || this.vm === undefined) {
+      this.streams.delete(s.id);
+      return;
+    }
+    this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, ...(completion ? { completion } : {}) }, stream: s, seq: ++this.seq });
+    if (this.doneQueue.length >= DONE_FLUSH_COUNT) this.flushDone();
+    else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
+  }
+
+  private flushDone(): void {
+    if (this.doneTimer !== undefined) clearTimeout(this.doneTimer);
+    this.doneTimer = undefined;
+    if (this.doneQueue.length === 0) return;
+    this.queue.unshift(...this.doneQueue);
+    this.doneQueue = [];
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.inFlight || this.stopped || this.queue.length === 0) return;
+    if (this.vm === undefined) {
+      this.ensureVm();
+      return;
+    }
+    // piggyback finished streams on this round trip
+    if (this.doneQueue.length > 0) {
+      if (this.doneTimer !== undefined) clearTimeout(this.doneTimer);
+      this.doneTimer = undefined;
+      this.queue.unshift(...this.doneQueue);
+      this.doneQueue = [];
+    }
+    const batch = this.queue.splice(0, MAX_BATCH);
+    const vm = this.vm;
+    const gen = this.gen;
+    this.inFlight = true;
+    for (const q of batch) {
+      if (q.cmd.op === Op.TICK) this.tickQueued = false;
+      if (q.cmd.op === Op.QUEUE_READY) this.queuesReady.delete(q.cmd.queueId);
+      if (q.stream !== undefined && q.stream.sentGen === undefined) q.stream.sentGen = gen;
+    }
+    vm.run(
+      batch.map((q) => q.cmd),
+      (error, reply) => {
+        this.inFlight = false;
+        if (error !== undefined || reply === undefined) this.onDead(batch, error, gen);
+        else this.onReply(batch, reply, gen);
+        this.pump();
+        this.notifyIdle();
+      },
+    );
+  }
+
+  private idleWaiters: (() => void)[] = [];
+
+  private notifyIdle(): void {
+    if (this.inFlight || this.queue.length > 0 || this.starting !== undefined) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves once nothing is queued or running (or after `ms`). */
+  private idle(ms: number): Promise<void> {
+    if (!this.inFlight && this.queue.length === 0 && this.starting === undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.idleWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  private ensureVm(): void {
+    if (this.starting !== undefined || this.module === undefined) return;
+    const last = this.lastStartFailure;
+    if (last !== undefined && Date.now() - last.at < RESTART_MIN_INTERVAL_MS) {
+      this.failQueued(last.error);
+      return;
+    }
+    this.starting = this.spawn(false)
+      .catch((e: unknown) => this.failQueued(e instanceof MeshError ? e : new MeshError(ErrorCodes.WASM_TRAP, String(e))))
+      .finally(() => {
+        this.starting = undefined;
+        this.pump();
+        this.notifyIdle();
+      });
+  }
+
+  private failQueued(err: MeshError): void {
+    const queued = this.queue.splice(0);
+    for (const q of queued) q.stream?.fail(err);
+  }
+
+  private onReply(batch: readonly Queued[], reply: BatchReply, gen: number): void {
+    this.applyEffects(reply.effects);
+    const retry: Queued[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const q = batch[i]!;
+      const out = reply.outcomes[i];
+      if (out === undefined) continue;
+      if (out.failure !== undefined && q.stream !== undefined) {
+        // a stream whose first command never ran (the VM had already failed) moves to the next VM
+        if (out.skipped && isCreate(q.cmd)) {
+          q.stream.sentGen = undefined;
+          retry.push(q);
+        } else q.stream.fail(meshErrorOf(out.failure));
+      }
+      if (q.cmd.op === Op.DONE) this.streams.delete(q.cmd.stream);
+      for (const e of out.emissions) {
+        const s = this.streams.get(e.stream);
+        if (s !== undefined && s.sentGen === gen) s.deliver(e, q.seq);
+      }
+    }
+    if (reply.vmFailure !== undefined && gen === this.gen) this.vmFailed(meshErrorOf(reply.vmFailure));
+    if (retry.length > 0) this.queue.unshift(...retry);
+  }
+
+  private onDead(batch: readonly Queued[], e: unknown, gen: number): void {
+    const err =
+      e instanceof VmDead ? meshErrorOf(e.failure) : new MeshError(ErrorCodes.WASM_TRAP, `plugin VM failed: ${String(e)}`);
+    if (gen === this.gen) this.vmFailed(err);
+    for (const q of batch) q.stream?.fail(err);
+  }
+
+  /**
+   * The VM is unusable: streams that lived in it fail per the strategy, commands that would have
+   * started a stream move to the next VM, and a fresh VM starts (now for FAIL_RELOAD, else on the
+   * next command).
+   */
+  private vmFailed(err: MeshError): void {
+    this.hostLog("error", `plugin failed: [${err.code}] ${err.message}`);
+    this.vm?.close();
+    this.vm = undefined;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+    this.tickQueued = false;
+    this.queuesReady.clear();
+    for (const [id, s] of this.streams) {
+      if (s.sentGen === undefined) continue; // not in the dead VM yet: it will run in the next one
+      s.fail(err);
+      this.streams.delete(id);
+    }
+    this.doneQueue = [];
+    // root commands (ticks, callout responses, queue wake-ups) were for the dead VM
+    const keep = this.queue.filter((q) => q.stream !== undefined && q.stream.failure === undefined);
+    this.queue.length = 0;
+    this.queue.push(...keep);
+    if (this.failStrategy === "FAIL_RELOAD" && !this.stopped) this.ensureVm();
+  }
+
+  private applyEffects(e: BatchEffects): void {
+    const log = this.o.log;
+    if (log !== undefined) {
+      try {
+        for (const l of e.logs) log({ plugin: this.name, level: LOG_LEVEL_NAMES[l.level] ?? "info", message: l.message, source: "plugin" });
+      } catch {
+        // the embedder's logger failing must not take the plugin down
+      }
+      if (e.droppedLogs > 0) this.hostLog("warn", `${e.droppedLogs} plugin log lines dropped (more than 1000 in one batch)`);
+    }
+    if (e.metrics.length > 0) this.store.apply(e.metrics);
+    for (const c of e.httpCalls) this.startHttpCall(c, this.gen);
+    if (e.tickPeriodMs >= 0) this.setTick(e.tickPeriodMs);
+  }
+
+  private hostLog(level: LogLevelName, message: string): void {
+    try {
+      this.o.log?.({ plugin: this.name, level, message, source: "host" });
+    } catch {
+      // see applyEffects
+    }
+  }
+
+  private startHttpCall(c: HttpCallRequest, gen: number): void {
+    const fn = this.o.httpCall;
+    const deliver = (cmd: Command): void => {
+      if (gen === this.gen && !this.stopped) this.enqueue(cmd, undefined);
+    };
+    if (fn === undefined) {
+      queueMicrotask(() => deliver({ op: Op.HTTP_CALL_RESPONSE, token: c.token, failure: "no HTTP callout handler configured" }));
+      return;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout =
+      c.timeoutMs > 0
+        ? new Promise<HttpCallResult>((resolve) => {
+            timer = setTimeout(() => resolve({ failure: "timeout" }), c.timeoutMs);
+          })
+        : undefined;
+    const call = Promise.resolve()
+      .then(() => fn(c.upstream, unflatten(c.headers), c.body, unflatten(c.trailers), c.timeoutMs))
+      .catch(
+      (e: unknown): HttpCallResult => ({ failure: e instanceof Error ? e.message : String(e) }),
+    );
+    (timeout ? Promise.race([call, timeout]) : call).then((r) => {
+      if (timer !== undefined) clearTimeout(timer);
+      if ("failure" in r) deliver({ op: Op.HTTP_CALL_RESPONSE, token: c.token, failure: r.failure });
+      else {
+        deliver({
+          op: Op.HTTP_CALL_RESPONSE,
+          token: c.token,
+          response: {
+            headers: flatten(r.headers),
+            body: r.body ?? EMPTY,
+            trailers: r.trailers ? flatten(r.trailers) : [],
+          },
+        });
+      }
+    });
+  }
+
+  private setTick(ms: number): void {
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+    if (ms <= 0) return;
+    this.tickTimer = setInterval(() => {
+      if (this.tickQueued || this.vm === undefined) return;
+      this.tickQueued = true;
+      this.enqueue({ op: Op.TICK }, undefined);
+    }, ms);
+    this.tickTimer.unref();
+  }
+
+  /** The plugin's metrics (values survive VM restarts). Render with renderPrometheus(). */
+  metrics(): PluginMetric[] {
+    return this.store.snapshot();
+  }
+
+  /**
+   * Lets queued work (including finished streams' on_done/on_log/on_delete) run, then runs the
+   * root context's on_done/on_delete and ends the VM. Phases still waiting resolve as failed.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.flushDone();
+    const budget = (this.o.callbackBudgetMs ?? DEFAULTS.callbackBudgetMs) * MAX_BATCH + (this.o.killGraceMs ?? DEFAULTS.killGraceMs);
+    await this.idle(budget);
+    if (this.vm !== undefined && !this.inFlight) {
+      this.inFlight = true;
+      try {
+        const reply = await runAsync(this.vm, [{ op: Op.SHUTDOWN }]);
+        this.applyEffects(reply.effects);
+      } catch {
+        // a VM that fails while shutting down is stopped anyway
+      }
+      this.inFlight = false;
+    }
+    this.stopped = true;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    if (this.doneTimer !== undefined) clearTimeout(this.doneTimer);
+    this.shared.releaseOwner(this.onQueueReady);
+    this.vm?.close();
+    this.vm = undefined;
+    const err = new MeshError(ErrorCodes.WASM_TRAP, `plugin ${this.name} was stopped`);
+    for (const s of this.streams.values()) s.fail(err);
+    this.streams.clear();
+    this.failQueued(err);
+  }
+}
+
+/** What a fail strategy makes of a failure for one phase (for embedders that run phases themselves). */
+export function failStrategyResult(strategy: FailStrategy, error: MeshError): PhaseResult {
+  return strategy === "FAIL_OPEN"
+    ? { action: "continue", failure: error }
+    : {
+        action: "local",
+        response: { status: 503, body: EMPTY, headers: [], grpcStatus: 14, details: "wasm_fail_stream" },
+        failure: error,
+      };
+}
+
+export type { FlatPairs };
