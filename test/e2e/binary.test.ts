@@ -81,6 +81,18 @@ describe.skipIf(!binary)("compiled binary", () => {
     expect(ko.stderr).toStartWith("error[CONFIG_INVALID]");
     expect(ko.stderr).toContain("workloads[1].workloadIps[0]");
     expect(stackFrames(ko.stderr)).toEqual([]);
+    // the plugins section is checked as the waypoint reads it
+    const badPlugin = join(work, "bad-plugin.yaml");
+    writeFileSync(badPlugin, `${twoNodeConfig("127.9.9.")}plugins:\n- {name: p, url: "oci://ghcr.io/x:1", failStrategy: SOMETIMES}\n`);
+    const kp = await runMesh(["check", badPlugin]);
+    expect(kp.code).toBe(1);
+    expect(kp.stderr).toContain("plugins[0] (p): url: only local modules");
+    expect(kp.stderr).toContain("failStrategy");
+    const goodPlugin = join(work, "good-plugin.yaml");
+    writeFileSync(goodPlugin, `${twoNodeConfig("127.9.9.")}plugins:\n- {name: p, url: p.wasm, phase: AUTHZ}\n`);
+    const okp = await runMesh(["check", goodPlugin]);
+    expect(okp.code).toBe(0);
+    expect(okp.stdout).toContain("plugins: default/p (AUTHZ, FAIL_CLOSE)");
     const missing = await runMesh(["check", join(work, "nope.yaml")]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toStartWith("error[CONFIG_FILE_MISSING]");
