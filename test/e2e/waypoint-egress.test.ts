@@ -7,7 +7,7 @@ import http from "node:http";
 import https from "node:https";
 import type net from "node:net";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestMesh, ZtunnelProcess, allocSubnet, localConfig, socksConnect, startWaypoint } from "../harness/index.ts";
@@ -126,8 +126,10 @@ spec:
   rules:
   - to: [{operation: {paths: ["/blocked*"]}}]
 `;
-    mesh = await TestMesh.start({ config: withExternals, nodes: ["node-a"] });
-    waypoint = await startWaypoint(mesh, { routes, policies });
+    // The DestinationRules come from a routes file named in the config (`routeFiles`), not a flag.
+    writeFileSync(join(dir, "egress-routes.yaml"), routes);
+    mesh = await TestMesh.start({ config: `${withExternals}routeFiles: [${join(dir, "egress-routes.yaml")}]\n`, nodes: ["node-a"] });
+    waypoint = await startWaypoint(mesh, { policies });
   }, 60_000);
 
   afterAll(async () => {
