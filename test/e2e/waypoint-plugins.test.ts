@@ -18,16 +18,16 @@ interface Reply {
   body: string;
 }
 
-function get(sock: net.Socket, path: string, host: string, headers: Record<string, string> = {}): Promise<Reply> {
+function get(sock: net.Socket, path: string, host: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ method: "GET", path, headers: { host, connection: "close", ...headers }, createConnection: () => sock as never }, (res) => {
+    const req = http.request({ method: body === undefined ? "GET" : "POST", path, headers: { host, connection: "close", ...headers }, createConnection: () => sock as never }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     });
     req.on("error", reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -35,7 +35,7 @@ describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
   const clientIp = `${subnet}1`;
   const vip = (n: number) => `${subnet}${100 + n}`;
-  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping"] as const;
+  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper"] as const;
   let mesh: TestMesh;
   let waypoint: ZtunnelProcess;
   let app: http.Server;
@@ -50,13 +50,24 @@ describe("Wasm plugins in the waypoint", () => {
     const byName = Object.fromEntries(built.map((b) => [b.example.name, b]));
     const trap = await loadTestdataPlugin("trap");
     const loop = await loadTestdataPlugin("loop");
+    const hog = await loadTestdataPlugin("memory-hog");
+    const upper = await loadTestdataPlugin("body-buffer");
+    writeFileSync(join(dir, "upper.wasm"), upper.wasm);
+    writeFileSync(join(dir, "hog.wasm"), hog.wasm);
+    // swap.wasm starts as the trapping module; a test replaces the file with add-header.
+    writeFileSync(join(dir, "swap.wasm"), trap.wasm);
     writeFileSync(join(dir, "trap.wasm"), trap.wasm);
     writeFileSync(join(dir, "loop.wasm"), loop.wasm);
     app = http.createServer((req, res) => {
       seen.push({ path: String(req.url), headers: req.headers });
-      const body = JSON.stringify({ path: req.url, authUser: req.headers["x-auth-user"] ?? null, filter: req.headers["x-wasm-filter"] ?? null });
-      res.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
-      res.end(body);
+      let received = "";
+      req.setEncoding("utf8");
+      req.on("data", (c: string) => (received += c));
+      req.on("end", () => {
+        const body = JSON.stringify({ path: req.url, authUser: req.headers["x-auth-user"] ?? null, filter: req.headers["x-wasm-filter"] ?? null, received });
+        res.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
+        res.end(body);
+      });
     });
     authz = http.createServer((req, res) => {
       const ok = req.headers["authorization"] === "Bearer good";
@@ -104,6 +115,10 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
   failStrategy: FAIL_RELOAD
 `)}${plugin("loop", "looping", `  url: ${join(dir, "loop.wasm")}
   limits: {callbackBudgetMs: 20}
+`)}${plugin("hog", "hog", `  url: ${join(dir, "hog.wasm")}
+  limits: {maxMemoryPages: 32}
+`)}${plugin("swap", "swap", `  url: ${join(dir, "swap.wasm")}
+`)}${plugin("upper", "upper", `  url: ${join(dir, "upper.wasm")}
 `)}`,
       });
     mesh = await TestMesh.start({ config: configText("world"), nodes: ["node-a", "node-b"] });
@@ -117,8 +132,8 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     authz?.close();
   });
 
-  const call = async (svc: (typeof SERVICES)[number], path: string, headers: Record<string, string> = {}) =>
-    get(await socksConnect({ host: clientIp }, vip(SERVICES.indexOf(svc)), 80), path, `${svc}.default.svc.cluster.local`, headers);
+  const call = async (svc: (typeof SERVICES)[number], path: string, headers: Record<string, string> = {}, body?: string) =>
+    get(await socksConnect({ host: clientIp }, vip(SERVICES.indexOf(svc)), 80), path, `${svc}.default.svc.cluster.local`, headers, body);
 
   test("add-header: the response carries the configured header and the app got the request header", async () => {
     const r = await call("web", "/a");
@@ -174,6 +189,32 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect((await call("web", "/after-loop")).status).toBe(200);
   });
 
+  test("a plugin that buffers the request body and rewrites it: the app gets the rewritten body", async () => {
+    const text = "hello wasm body ".repeat(2000);
+    const r = await call("upper", "/upper", {}, text);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).received).toBe(text.toUpperCase());
+  });
+
+  test("a memory-hungry plugin hits its page limit: its fail strategy answers, the waypoint lives on", async () => {
+    expect((await call("hog", "/grow")).status).toBe(503);
+    expect((await call("hog", "/grow-again")).status).toBe(503);
+    expect((await call("web", "/after-hog")).status).toBe(200);
+    expect(waypoint.proc.exitCode).toBeNull();
+  });
+
+  test("replacing a plugin's module file reloads it: the next requests use the new module", async () => {
+    expect((await call("swap", "/before-swap")).status).toBe(503);
+    const before = waypoint.records.filter((r) => r.msg === "plugin reloaded").length;
+    const tmp = join(dir, "swap.wasm.tmp");
+    writeFileSync(tmp, readFileSync(join(dir, "add-header.wasm")));
+    renameSync(tmp, join(dir, "swap.wasm"));
+    await until(() => waypoint.records.filter((r) => r.msg === "plugin reloaded").length > before, 15_000, "the module reload");
+    const r = await call("swap", "/after-swap");
+    expect(r.status).toBe(200);
+    expect(r.headers["x-hello"]).toBeDefined();
+  });
+
   test("changing a plugin's config reloads it under load without dropping a request", async () => {
     const before = waypoint.records.filter((r) => r.msg === "plugin reloaded").length;
     let running = true;
@@ -196,6 +237,5 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     await load;
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect(values.has("world")).toBe(true);
-    void readFileSync;
   }, 40_000);
 });
