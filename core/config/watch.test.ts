@@ -159,6 +159,15 @@ describe("FileConfigSource", () => {
     }
   });
 
+  test("other files in the directory (a log beside the config) do not cost a read", async () => {
+    const s = startWith(config("calm", "10.0.0.1"));
+    for (let i = 0; i < 50; i++) writeFileSync(join(dir, "app.log"), `line ${i}\n`);
+    // then a change to the config itself: the only check the watcher makes
+    writeFileSync(file, config("changed", "10.0.0.2"));
+    await until(() => s.stats().reloads === 1, "the config change");
+    expect(s.stats().checks).toBe(1);
+  });
+
   test("writing the same content is a no-op", async () => {
     const text = config("same", "10.0.0.1");
     const s = startWith(text);

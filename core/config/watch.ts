@@ -9,7 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { existsSync, watch, type FSWatcher } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
 import { DEFAULT_MAX_CONFIG_BYTES, decodeConfigText, readConfigBytes, readConfigBytesSync } from "./file.ts";
 import type { LoadedConfig } from "./load.ts";
@@ -128,7 +128,14 @@ export class WatchedFile<T> {
   private watchDirectory(): void {
     const dir = dirname(resolve(this.path));
     try {
-      this.watcher = watch(dir, { persistent: false }, () => this.schedule());
+      const name = basename(resolve(this.path));
+      this.watcher = watch(dir, { persistent: false }, (_event, file) => {
+        // Only our file matters — a log file beside the config must not wake every process on
+        // each line. Kubernetes' atomic writer swaps `..data` (the config is a symlink through
+        // it), and an event without a name says nothing: both count as ours.
+        const f = file == null ? undefined : String(file);
+        if (f === undefined || f === name || f.startsWith("..")) this.schedule();
+      });
       this.watcher.on("error", (e) => {
         this.log("error", `${this.kind} directory watch failed; retrying`, { file: this.path, error: String(e) });
         this.watcher?.close();
