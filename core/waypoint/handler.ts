@@ -3,119 +3,26 @@
 // passive ejection), retries and timeouts, the response back through the route's filters, then
 // one metric sample and one access-log line. The phases are named in DESIGN.md; plugins hook
 // into them through `RequestHooks`.
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { MeshState, Service, Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError, l7FailureFor, type ErrorCode } from "../errors/index.ts";
 import type { PolicyEngine, PolicyTarget } from "../policy/index.ts";
-import { ISTIO_DEFAULT_RETRY, applyHeaderEdits, applyRequestFilters, applyResponseFilters, pickBackend, type HeaderOp, type MirrorTarget, type RetryPolicy, type RouteTable, type RouteTimeouts } from "../routes/index.ts";
+import { ISTIO_DEFAULT_RETRY, applyRequestFilters, applyResponseFilters, pickBackend, type HeaderOp, type MirrorTarget, type RetryPolicy, type RouteTable, type RouteTimeouts } from "../routes/index.ts";
 import { httpLabelsFor, requestLog, type Logger, type MeshMetrics, type RequestRecord } from "../telemetry/index.ts";
 import { serviceEndpoints, type Endpoint, type EndpointBalancer } from "./endpoints.ts";
 import { BufferedBody, headerValue, headerValues, type BodySource, type HeaderPairs, type L7Request, type L7Responder, type UpstreamResponse } from "./exchange.ts";
 import { normalizeRequestPath } from "./normalize.ts";
 import { ReplayableBody } from "./replay.ts";
+import { HeaderMap, RESPONSE_HOP_BY_HOP, UNTRUSTED, UNTRUSTED_PREFIXES, editPairs, findService, nextTraceparent, retriableFailure, retriableStatus, sleep } from "./request-helpers.ts";
+import { PluginReplyError, type HookRequest, type LocalReply, type RequestHooks, type RequestOrigin, type RequestPlugins } from "./plugin-api.ts";
 import type { UpstreamCall, UpstreamHead } from "./upstream.ts";
 
 type TryOutcome =
   | { readonly kind: "response"; readonly response: UpstreamResponse & { readonly peerIdentity?: string }; release(): void; discard(): void }
   | { readonly kind: "error"; readonly error: MeshError };
 
-/** Where a tunnel was addressed and who is calling, as the waypoint established it. */
-export interface RequestOrigin {
-  /** the tunnel's target: service VIP or workload IP (or a hostname for headless services) */
-  readonly targetIp: string;
-  readonly targetPort: number;
-  readonly service?: Service;
-  readonly workload?: Workload;
-  /** verified caller: the HBONE peer, or the source its destination's ztunnel vouched for */
-  readonly principal: string;
-  readonly sourceIp: string;
-  readonly sourcePort: number;
-  /** the source workload, only when its identity is the principal */
-  readonly source?: Workload;
-}
-
 export interface UpstreamClients {
   request(protocol: "h1" | "h2", ep: Endpoint, head: UpstreamHead, body: BodySource): UpstreamCall;
-}
-
-/** The plugin chain (plugins/) as the pipeline sees it: what applies to a request, and its run. */
-export interface RequestHooks {
-  /** The plugins for this request, or undefined when none applies. `routeKey`: the HTTPRoute it matches, if any. */
-  forRequest(origin: RequestOrigin, routeKey: string | undefined): RequestPlugins | undefined;
-}
-
-export type PluginOutcome =
-  | { readonly kind: "forward"; readonly body: BodySource; /** a response status a plugin changed */ readonly status?: number }
-  | { readonly kind: "local"; readonly reply: LocalReply }
-  | { readonly kind: "reset" };
-
-/** What a plugin's `proxy_http_call` does: a request to a mesh service `host:port`, headers with pseudo-headers. */
-export type MeshHttpCall = (
-  upstream: string,
-  headers: readonly (readonly [string, string])[],
-  body: Uint8Array,
-  trailers: readonly (readonly [string, string])[],
-  timeoutMs: number,
-) => Promise<{ readonly headers: readonly (readonly [string, string])[]; readonly body?: Uint8Array; readonly trailers?: readonly (readonly [string, string])[] } | { readonly failure: string }>;
-
-/** What the waypoint gives the plugin chain when it starts. */
-export interface WaypointPluginsContext {
-  readonly configPath: string;
-  /** files that may hold WasmPlugin documents (the route files) */
-  readonly documentFiles: readonly string[];
-  readonly httpCall: MeshHttpCall;
-  /** the waypoint's own service names (Gateway targets) and namespace */
-  readonly gateways: () => readonly string[];
-  readonly namespace: string;
-  readonly nodeId: string;
-  readonly log: Logger;
-  /** where the plugin VM worker's entry is (compiled binaries) */
-  readonly workerUrl?: string;
-}
-
-/** The plugin chain as the waypoint runs it (implemented in plugins/, given by the command line layer). */
-export interface WaypointPlugins extends RequestHooks {
-  start(ctx: WaypointPluginsContext): Promise<void>;
-  metricsText(): string;
-  describe(): unknown;
-  stop(): Promise<void>;
-}
-
-/**
- * One request through the plugins, in Istio's order: AUTHN plugins, AUTHZ plugins, then
- * `authorize` (the built-in AuthorizationPolicy check), then STATS and unspecified-phase plugins.
- * Plugins edit `req` (path, authority, headers) in place; the body that reaches the upstream is
- * the one they release. A plugin answering locally while the body streams makes that body fail
- * with a PluginReplyError.
- */
-export interface RequestPlugins {
-  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome>;
-  /** The response through the plugins in reverse order; `headers` edited in place. */
-  response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome>;
-  done(status: number): void;
-}
-
-/** A body failed because a plugin answered the request locally instead. */
-export class PluginReplyError extends Error {
-  constructor(readonly reply: LocalReply) {
-    super(`a plugin answered ${reply.status}`);
-  }
-}
-
-export interface HookRequest {
-  readonly origin: RequestOrigin;
-  method: string;
-  path: string;
-  authority: string;
-  readonly headers: HeaderPairs;
-  readonly protocol: string;
-}
-
-export interface LocalReply {
-  readonly status: number;
-  readonly body: string;
-  readonly headers?: HeaderPairs;
-  readonly details?: string;
 }
 
 export interface PipelineContext {
@@ -132,78 +39,6 @@ export interface PipelineContext {
   readonly accessLog: Logger;
   readonly hooks?: () => RequestHooks | undefined;
   readonly rand?: () => number;
-}
-
-/** Identity a client could claim in a header; only the mesh may state these. */
-const UNTRUSTED_PREFIXES = ["x-mesh-", "x-envoy-"];
-const UNTRUSTED = new Set(["x-forwarded-client-cert"]);
-const RESPONSE_HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"]);
-
-/** Retry conditions that apply to failures before any response (Envoy retry_on names). */
-function retriableFailure(err: MeshError, policy: RetryPolicy): boolean {
-  const on = policy.retryOn;
-  if (err.code === ErrorCodes.UPSTREAM_CONNECT) return on.includes("connect-failure") || on.includes("gateway-error") || on.includes("5xx") || on.includes("reset");
-  if (err.code === ErrorCodes.UPSTREAM_RESET) {
-    if (err.details.includes("refused-stream") && on.includes("refused-stream")) return true;
-    // A kept-alive connection the server closed as we wrote: no byte was processed (Envoy retries these).
-    if (err.details.includes("reused")) return true;
-    return on.includes("reset") || on.includes("5xx") || on.includes("gateway-error");
-  }
-  return false;
-}
-
-function retriableStatus(status: number, policy: RetryPolicy): boolean {
-  if (policy.codes.includes(status)) return true;
-  const on = policy.retryOn;
-  if (status >= 500 && on.includes("5xx")) return true;
-  if ((status === 502 || status === 503 || status === 504) && on.includes("gateway-error")) return true;
-  if (status === 503 && on.includes("unavailable-503")) return true;
-  return false;
-}
-
-/** W3C trace context: keep the caller's trace, make the waypoint's hop a new span. */
-function nextTraceparent(incoming: string | undefined): string {
-  const span = randomBytes(8).toString("hex");
-  const m = incoming ? /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(incoming.trim()) : null;
-  if (m && !/^0+$/.test(m[1]!) && !/^0+$/.test(m[2]!)) return `00-${m[1]}-${span}-${m[3]}`;
-  return `00-${randomBytes(16).toString("hex")}-${span}-01`;
-}
-
-function findService(state: MeshState, namespace: string, name: string): Service | undefined {
-  for (const s of state.services.values()) if (s.namespace === namespace && s.name === name) return s;
-  return undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Header edits over pairs (names are lower-case). */
-function editPairs(pairs: HeaderPairs, ops: readonly HeaderOp[]): void {
-  applyHeaderEdits(
-    {
-      set(n, v) {
-        const k = n.toLowerCase();
-        for (let i = pairs.length - 1; i >= 0; i--) if (pairs[i]![0] === k) pairs.splice(i, 1);
-        pairs.push([k, v]);
-      },
-      append(n, v) {
-        pairs.push([n.toLowerCase(), v]);
-      },
-      delete(n) {
-        const k = n.toLowerCase();
-        for (let i = pairs.length - 1; i >= 0; i--) if (pairs[i]![0] === k) pairs.splice(i, 1);
-      },
-    },
-    ops,
-  );
-}
-
-class HeaderMap {
-  constructor(private readonly pairs: HeaderPairs) {}
-  get(name: string): string | undefined {
-    return headerValues(this.pairs, name.toLowerCase());
-  }
 }
 
 export class RequestPipeline {

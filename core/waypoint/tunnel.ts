@@ -12,7 +12,7 @@ import { isWaypointReplica, serviceWaypoint, waypointsGuarding } from "../ztunne
 import { serviceEndpoints, type Endpoint, type EndpointBalancer } from "./endpoints.ts";
 import type { L7Request, L7Responder } from "./exchange.ts";
 import { serveH2 } from "./front-h2.ts";
-import type { RequestOrigin } from "./handler.ts";
+import type { RequestOrigin } from "./plugin-api.ts";
 import type { H2GuardLimits } from "./h2-guard.ts";
 import type { L7Limits } from "./limits.ts";
 import { InspectedStream } from "./inspected-stream.ts";

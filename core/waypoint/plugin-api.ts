@@ -1,0 +1,101 @@
+// What the request pipeline shares with the tunnel layer and with the plugin chain (plugins/):
+// where a request came from, and the plugin interface in Istio's filter order.
+import type { Service, Workload } from "../config/index.ts";
+import type { Logger } from "../telemetry/index.ts";
+import type { BodySource, HeaderPairs } from "./exchange.ts";
+
+/** Where a tunnel was addressed and who is calling, as the waypoint established it. */
+export interface RequestOrigin {
+  /** the tunnel's target: service VIP or workload IP (or a hostname for headless services) */
+  readonly targetIp: string;
+  readonly targetPort: number;
+  readonly service?: Service;
+  readonly workload?: Workload;
+  /** verified caller: the HBONE peer, or the source its destination's ztunnel vouched for */
+  readonly principal: string;
+  readonly sourceIp: string;
+  readonly sourcePort: number;
+  /** the source workload, only when its identity is the principal */
+  readonly source?: Workload;
+}
+
+/** The plugin chain (plugins/) as the pipeline sees it: what applies to a request, and its run. */
+export interface RequestHooks {
+  /** The plugins for this request, or undefined when none applies. `routeKey`: the HTTPRoute it matches, if any. */
+  forRequest(origin: RequestOrigin, routeKey: string | undefined): RequestPlugins | undefined;
+}
+
+export type PluginOutcome =
+  | { readonly kind: "forward"; readonly body: BodySource; /** a response status a plugin changed */ readonly status?: number }
+  | { readonly kind: "local"; readonly reply: LocalReply }
+  | { readonly kind: "reset" };
+
+/** What a plugin's `proxy_http_call` does: a request to a mesh service `host:port`, headers with pseudo-headers. */
+export type MeshHttpCall = (
+  upstream: string,
+  headers: readonly (readonly [string, string])[],
+  body: Uint8Array,
+  trailers: readonly (readonly [string, string])[],
+  timeoutMs: number,
+) => Promise<{ readonly headers: readonly (readonly [string, string])[]; readonly body?: Uint8Array; readonly trailers?: readonly (readonly [string, string])[] } | { readonly failure: string }>;
+
+/** What the waypoint gives the plugin chain when it starts. */
+export interface WaypointPluginsContext {
+  readonly configPath: string;
+  /** files that may hold WasmPlugin documents (the route files) */
+  readonly documentFiles: readonly string[];
+  readonly httpCall: MeshHttpCall;
+  /** the waypoint's own service names (Gateway targets) and namespace */
+  readonly gateways: () => readonly string[];
+  readonly namespace: string;
+  readonly nodeId: string;
+  readonly log: Logger;
+  /** where the plugin VM worker's entry is (compiled binaries) */
+  readonly workerUrl?: string;
+}
+
+/** The plugin chain as the waypoint runs it (implemented in plugins/, given by the command line layer). */
+export interface WaypointPlugins extends RequestHooks {
+  start(ctx: WaypointPluginsContext): Promise<void>;
+  metricsText(): string;
+  describe(): unknown;
+  stop(): Promise<void>;
+}
+
+/**
+ * One request through the plugins, in Istio's order: AUTHN plugins, AUTHZ plugins, then
+ * `authorize` (the built-in AuthorizationPolicy check), then STATS and unspecified-phase plugins.
+ * Plugins edit `req` (path, authority, headers) in place; the body that reaches the upstream is
+ * the one they release. A plugin answering locally while the body streams makes that body fail
+ * with a PluginReplyError.
+ */
+export interface RequestPlugins {
+  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome>;
+  /** The response through the plugins in reverse order; `headers` edited in place. */
+  response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome>;
+  done(status: number): void;
+}
+
+/** A body failed because a plugin answered the request locally instead. */
+export class PluginReplyError extends Error {
+  constructor(readonly reply: LocalReply) {
+    super(`a plugin answered ${reply.status}`);
+  }
+}
+
+export interface HookRequest {
+  readonly origin: RequestOrigin;
+  method: string;
+  path: string;
+  authority: string;
+  readonly headers: HeaderPairs;
+  readonly protocol: string;
+}
+
+export interface LocalReply {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: HeaderPairs;
+  readonly details?: string;
+}
+
