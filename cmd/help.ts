@@ -6,6 +6,8 @@ Usage:
   mesh --role waypoint --config FILE --workload UID --ca-dir DIR [--routes FILE]... [--policies FILE]...
   mesh ca init --dir DIR [--trust-domain TD]
   mesh check FILE
+  mesh plugin check FILE.wasm [--max-memory-pages N] [--json]
+  mesh plugin run FILE.wasm [--config JSON] [--request SPEC]... [--requests-file FILE] [flags]
   mesh pod add --uid UID --netns PATH [--socket PATH]     (captured mode, Linux, root)
   mesh pod remove --uid UID [--socket PATH]
   mesh quickstart [--once] [--captured]
@@ -110,6 +112,47 @@ remove   tells the ztunnel to stop serving UID and removes the rules: the pod ha
          With --netns, the rules are removed from PATH even when the ztunnel does not serve UID (a pod
          dropped at a restart, or no ztunnel running).
 --socket the ztunnel's pod socket (default /var/run/mesh/ztunnel.sock; see 'mesh --role ztunnel --help').
+`,
+  plugin: `mesh plugin: check a Proxy-Wasm plugin module, or run requests through it
+
+Usage:
+  mesh plugin check FILE.wasm [--max-memory-pages N] [--json]
+  mesh plugin run FILE.wasm [--config JSON | --config-file FILE] [--root-id ID]
+                  [--request SPEC]... [--requests-file FILE] [--response SPEC] [--callout SPEC]...
+                  [--env NAME=VALUE]... [--log-level L] [--budget-ms N] [--max-memory-pages N]
+                  [--fail-strategy S] [--resume-timeout-ms N] [--json]
+
+check    reads the module without running it: ABI version, callbacks, exports, imports (and which
+         this host lacks or provides only partly), memory against the limit. Exit 1 if the
+         waypoint would refuse it.
+run      starts the plugin in a VM of its own (a worker, as in the waypoint) and drives each request
+         through request headers/body/trailers, then (if the plugin let it through) a simulated
+         upstream response, then the end of the stream; prints what the plugin changed, local
+         responses, resets, callouts, logs, metrics and failures with the fail strategy's result.
+         Exit 0 when it ran (also when the plugin denied), 1 on a plugin failure or bad input.
+
+  --config JSON          the WasmPlugin's pluginConfig as a JSON object (default none: the VM gets "{}")
+  --config-file FILE     the same from a JSON or YAML file
+  --root-id ID           the WasmPlugin's pluginName (the root id the module registers; default "")
+  --request SPEC         [METHOD] PATH [name:value | -H name:value]... [-d BODY]... [--trailer name:value]...
+                         [--authority HOST]; repeatable; default one 'GET /'. A host header sets the authority.
+  --requests-file FILE   YAML/JSON: a list of requests, or {requests, response, callouts}; each request
+                         {name, method, path, authority, headers, body, trailers, response, callouts,
+                         source, destination} (see plugins/README.md)
+  --response SPEC        the simulated upstream response: STATUS [name:value]... [-d BODY] (default 200)
+  --callout SPEC         answer the plugin's http_call to UPSTREAM: 'UPSTREAM=STATUS [name:value]... [-d BODY]'
+                         or 'UPSTREAM=fail [reason]'; UPSTREAM is host:port as the plugin names it, or *
+                         for any; repeatable. Unanswered callouts fail (and say so in the log).
+  --env NAME=VALUE       the VM's environment (vmConfig.env); repeatable
+  --log-level L          trace, debug, info (default), warn, error, critical
+  --budget-ms N          time one callback may run (limits.callbackBudgetMs; default 5)
+  --max-memory-pages N   memory limit in 64 KiB pages (limits.maxMemoryPages; default 256)
+  --fail-strategy S      FAIL_CLOSE (default), FAIL_OPEN, FAIL_RELOAD
+  --resume-timeout-ms N  how long to wait for the plugin to resume a request or response it holds
+                         (default 5000)
+  --json                 machine-readable output
+
+Exit status: 0 ok, 1 refused module / plugin failure / bad input, 2 usage error. See plugins/README.md.
 `,
   version: `mesh version: print the version of mesh and of the Bun runtime
 `,

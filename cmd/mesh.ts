@@ -33,6 +33,10 @@ async function main(argv: string[]): Promise<number> {
       const { runCheck } = await import("./commands/check.ts");
       return runCheck(rest);
     }
+    case "plugin": {
+      const { runPluginCommand } = await import("./commands/plugin.ts");
+      return runPluginCommand(rest);
+    }
     case "pod": {
       const { runPod } = await import("./commands/pod.ts");
       return runPod(rest);

@@ -143,6 +143,7 @@ export class PluginChain implements WaypointPlugins {
         callbackBudgetMs: spec.callbackBudgetMs,
         failStrategy: spec.failStrategy,
         httpCall: ctx.httpCall,
+        logLevel: ctx.logLevel,
         node: { id: ctx.nodeId, metadata: { NAMESPACE: ctx.namespace } },
         log: (e) => ctx.log[e.level === "critical" || e.level === "error" ? "error" : e.level === "warn" ? "warn" : e.level === "info" ? "info" : "debug"]("plugin log", { plugin: e.plugin, source: e.source, message: e.message }),
         ...(ctx.workerUrl ? { workerUrl: ctx.workerUrl } : {}),
@@ -239,8 +240,9 @@ export class PluginChain implements WaypointPlugins {
   }
 
   describe(): unknown {
+    // "plugin", not "key": the admin dump hides every field named like key material.
     return this.chain.map((p) => ({
-      key: p.spec.key,
+      plugin: p.spec.key,
       module: p.spec.modulePath,
       sha256: p.sha256,
       phase: p.spec.phase,

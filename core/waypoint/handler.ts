@@ -392,8 +392,10 @@ class RequestRun {
     this.details = reply.details ?? "direct_response";
     this.drainRequestBody();
     const body = new TextEncoder().encode(reply.body);
-    const headers: HeaderPairs = [...(reply.headers ?? [])];
+    const headers: HeaderPairs = (reply.headers ?? []).filter(([k]) => k !== "content-length" && k !== "transfer-encoding");
     if (body.byteLength > 0 && !headers.some(([k]) => k === "content-type")) headers.push(["content-type", "text/plain"]);
+    // The whole body is known: say its length rather than chunk it.
+    if (body.byteLength > 0) headers.push(["content-length", String(body.byteLength)]);
     this.res.head(reply.status, headers, body.byteLength === 0);
     if (body.byteLength > 0) {
       this.res.write(body);
@@ -420,7 +422,7 @@ class RequestRun {
     }
     this.drainRequestBody();
     const body = new TextEncoder().encode(f.body);
-    this.res.head(f.status, body.byteLength ? [["content-type", "text/plain"]] : [], body.byteLength === 0);
+    this.res.head(f.status, body.byteLength ? [["content-type", "text/plain"], ["content-length", String(body.byteLength)]] : [], body.byteLength === 0);
     if (body.byteLength) {
       this.res.write(body);
       this.res.end();

@@ -50,6 +50,8 @@ export interface WaypointPluginsContext {
   readonly namespace: string;
   readonly nodeId: string;
   readonly log: Logger;
+  /** the waypoint's log level: plugin log lines below it are dropped in the VM */
+  readonly logLevel: "debug" | "info" | "warn" | "error";
   /** where the plugin VM worker's entry is (compiled binaries) */
   readonly workerUrl?: string;
 }

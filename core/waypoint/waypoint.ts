@@ -177,6 +177,7 @@ export class Waypoint {
         namespace: this.workload.namespace,
         nodeId: `waypoint~${ip}~${this.workload.name}.${this.workload.namespace}`,
         log,
+        logLevel: this.opts.env.logLevel,
       });
       this.unsubscribe = this.store.subscribe((next) => this.applyState(next));
       log.info("serving waypoint", { workload: this.workload.name, namespace: this.workload.namespace, identity: this.workload.identity, hbone: `${ip}:${this.listener.port}` });

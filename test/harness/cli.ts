@@ -56,7 +56,7 @@ export async function ensureBinary(): Promise<{ path: string } | { error: string
   mkdirSync(join(REPO, "dist"), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   const proc = Bun.spawn(
-    [process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm", "cmd/mesh.ts", "--outfile", tmp],
+    [process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm", "cmd/mesh.ts", "wasm/vm-worker.ts", "--outfile", tmp],
     { cwd: REPO, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
