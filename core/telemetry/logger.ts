@@ -1,6 +1,7 @@
 // Structured logging: one line per event, JSON or human text. Logging must never take the proxy
 // down, so serialising odd values (cycles, BigInt, throwing getters) and a failing writer are
 // absorbed here rather than thrown at the caller.
+import { writeSync } from "node:fs";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -52,9 +53,46 @@ export function createLogger(opts: LoggerOptions): Logger {
     format: opts.format,
     level: opts.level,
     severity: SEVERITY[opts.level],
-    write: opts.write ?? ((line) => void process.stderr.write(line + "\n")),
+    write: opts.write ?? stderrLines,
   };
   return new StructuredLogger(sink, opts.component, {});
+}
+
+// Lines logged in one turn of the event loop leave in one write: a busy proxy logs a line per
+// request or connection, and a write per line showed up as a cost of its own. Whatever is still
+// queued when the process exits is written synchronously, so no line is lost.
+let queuedLines: string[] = [];
+let flushScheduled = false;
+let exitHookInstalled = false;
+
+function flushLines(): void {
+  flushScheduled = false;
+  if (queuedLines.length === 0) return;
+  const text = `${queuedLines.join("\n")}\n`;
+  queuedLines = [];
+  process.stderr.write(text);
+}
+
+function stderrLines(line: string): void {
+  queuedLines.push(line);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", () => {
+      if (queuedLines.length === 0) return;
+      const text = `${queuedLines.join("\n")}\n`;
+      queuedLines = [];
+      try {
+        writeSync(2, text);
+      } catch {
+        // stderr is gone: nothing left to tell
+      }
+    });
+  }
+  if (queuedLines.length >= 512) flushLines();
+  else if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushLines);
+  }
 }
 
 function badLevel(level: string): MeshError {

@@ -98,8 +98,9 @@ describe("ztunnel steers through the waypoint", () => {
     const r = await getOver(t.stream, "/secret/direct");
     expect(r.status).toBe(403);
     expect(seen).not.toContain("/secret/direct");
-    await until(() => waypoint.accessRecords().length > before, 5000, "the hairpinned request in the waypoint's log");
-    const line = waypoint.accessRecords().slice(before).find((x) => (x as Record<string, unknown>).path === "/secret/direct") as Record<string, unknown> | undefined;
+    const lineFor = () => waypoint.accessRecords().slice(before).find((x) => (x as Record<string, unknown>).path === "/secret/direct") as Record<string, unknown> | undefined;
+    await until(() => lineFor() !== undefined, 5000, "the hairpinned request in the waypoint's log");
+    const line = lineFor();
     // The waypoint saw the original caller, vouched for by the server's ztunnel.
     expect(line?.["src.identity"]).toBe("spiffe://cluster.local/ns/default/sa/client");
     expect(line?.["src.workload"]).toBe("client");

@@ -224,8 +224,9 @@ describe("waypoint role", () => {
     const before = waypoint.accessRecords().length;
     const r = await request("/metrics-probe");
     expect(r.status).toBe(200);
-    await until(() => waypoint.accessRecords().length > before, 5000, "the access log line");
-    const line = waypoint.accessRecords().find((x) => x.path === "/metrics-probe" || (x as Record<string, unknown>)["path"] === "/metrics-probe");
+    const probe = () => waypoint.accessRecords().slice(before).find((x) => (x as Record<string, unknown>)["path"] === "/metrics-probe");
+    await until(() => probe() !== undefined, 5000, "the access log line");
+    const line = probe();
     expect(line).toBeDefined();
     const text = await waypoint.metricsText();
     const ok = samples(parsePrometheus(text), "istio_requests_total", {
