@@ -10,6 +10,31 @@ export const ABI_MARKERS: readonly (readonly [AbiVersion, string])[] = [
   ["0.1.0", "proxy_abi_version_0_1_0"],
 ];
 
+/** Callbacks the host invokes on a module's contexts (vm.ts); other exports are never called. */
+export const CONTEXT_CALLBACKS = [
+  "proxy_on_context_create",
+  "proxy_on_vm_start",
+  "proxy_on_configure",
+  "proxy_on_tick",
+  "proxy_on_queue_ready",
+  "proxy_on_request_headers",
+  "proxy_on_request_body",
+  "proxy_on_request_trailers",
+  "proxy_on_response_headers",
+  "proxy_on_response_body",
+  "proxy_on_response_trailers",
+  "proxy_on_http_call_response",
+  "proxy_on_done",
+  "proxy_on_log",
+  "proxy_on_delete",
+] as const;
+
+/**
+ * Every `proxy_on_*` export the host drives: the context callbacks plus the allocator
+ * `proxy_on_memory_allocate` (used when the module has no `malloc`).
+ */
+export const HOST_CALLBACKS: readonly string[] = [...CONTEXT_CALLBACKS, "proxy_on_memory_allocate"];
+
 export const Status = {
   OK: 0,
   NOT_FOUND: 1,

@@ -5,7 +5,7 @@
 //   const s = plugin.stream({ source, destination, protocol, startTimeMs });
 //   const r = await s.requestHeaders(headers, endOfStream);   // PhaseResult
 //   ... responseHeaders / bodies / trailers ...
-//   s.done({ responseCodeDetails });
+//   s.done({ responseCodeDetails });            // Promise: resolves once on_done/on_log/on_delete ran
 //   renderPrometheus([{ plugin: plugin.name, metrics: plugin.metrics() }]);
 //   await plugin.stop();
 
@@ -42,7 +42,7 @@ export { HISTOGRAM_BUCKETS, prometheusName, renderPrometheus, type HistogramSnap
 export type { PeerProperties, PropertyValue, StreamCompletion, StreamProperties } from "./properties.ts";
 export { processSharedState, SharedState } from "./shared.ts";
 export { decodePairs, encodePairs } from "./serialization.ts";
-export { type AbiVersion, LOG_LEVEL_NAMES, type LogLevelName, Status } from "./abi.ts";
+export { type AbiVersion, HOST_CALLBACKS, LOG_LEVEL_NAMES, type LogLevelName, Status } from "./abi.ts";
 
 import { ENV_IMPORTS as ENV_TABLE, WASI_IMPORTS as WASI_TABLE, WASI_MODULES as WASI_MODULE_NAMES } from "./imports.ts";
 

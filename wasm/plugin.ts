@@ -110,7 +110,9 @@ export interface LocalResponse {
 }
 
 /**
- * What to do after a phase. Forward the released parts in order headers, body, trailers.
+ * What to do after a phase. Forward the released parts in order headers, body, trailers, with
+ * any action: they may include parts of earlier calls that a resume released since (each part is
+ * released exactly once, in order).
  * - continue: the plugin holds nothing of this direction;
  * - stop: the plugin holds data (never returned for an end-of-stream call: that waits until
  *   the plugin resumes); feed the next part, held data comes back in a later result;
@@ -134,8 +136,13 @@ export interface WasmStream {
   responseHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult>;
   responseBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult>;
   responseTrailers(trailers: HeaderPairs): Promise<PhaseResult>;
-  /** The stream is over (runs proxy_on_done/on_log/on_delete later, batched). */
-  done(completion?: StreamCompletion): void;
+  /**
+   * The stream is over: queues proxy_on_done/on_log/on_delete (batched, sent within 5 ms) and
+   * settles phases still waiting with `reset`. Need not be awaited; the promise resolves once
+   * those callbacks ran, or once they never will (the stream never reached the VM, the VM failed,
+   * the plugin stopped). It never rejects; later calls return the same promise.
+   */
+  done(completion?: StreamCompletion): Promise<void>;
 }
 
 const DEFAULTS = {
@@ -188,6 +195,16 @@ interface Released {
   trailers?: HeaderPairs;
 }
 
+/** The phase call of a direction that waits for the VM. */
+interface Pending {
+  readonly resolve: (r: PhaseResult) => void;
+  readonly eos: boolean;
+  /** What was released for this call so far (including what earlier commands released). */
+  readonly acc: Released;
+  /** Sequence of this call's own command (Infinity until queued). */
+  seq: number;
+}
+
 class MainDir {
   headers: HeaderPairs | undefined;
   trailers: HeaderPairs | undefined;
@@ -195,7 +212,8 @@ class MainDir {
   held: { bytes: Uint8Array; seq: number }[] = [];
   headersReleased = false;
   trailersReleased = false;
-  pending: { resolve: (r: PhaseResult) => void; eos: boolean; acc: Released } | undefined;
+  pending: Pending | undefined;
+  /** Released while no call was pending (a resume between calls): goes out with the next result. */
   carry: Released | undefined;
   /** Phase calls made while another one of this direction is pending, in order. */
   private waiting: (() => void)[] = [];
@@ -217,6 +235,13 @@ class MainDir {
   enter(start: () => Promise<PhaseResult>): Promise<PhaseResult> {
     if (this.pending === undefined && this.waiting.length === 0) return start();
     return new Promise<PhaseResult>((resolve) => this.waiting.push(() => void start().then(resolve)));
+  }
+
+  /** Takes what was released while no call was pending. */
+  takeCarry(): Released {
+    const c = this.carry ?? {};
+    this.carry = undefined;
+    return c;
   }
 
   takeHeld(upTo: number): Uint8Array {
@@ -242,6 +267,8 @@ class PluginStream implements WasmStream {
   doneQueued = false;
   readonly req = new MainDir();
   readonly resp = new MainDir();
+  private resolveCompleted: () => void = () => {};
+  private readonly completed = new Promise<void>((resolve) => (this.resolveCompleted = resolve));
 
   constructor(
     private readonly plugin: WasmPlugin,
@@ -263,7 +290,6 @@ class PluginStream implements WasmStream {
     d: DirectionValue,
     eos: boolean,
     build: (create: StreamProperties | undefined) => Command,
-    onSend: (seq: number) => void,
     chunk?: Uint8Array,
   ): Promise<PhaseResult> {
     const dir = this.dir(d);
@@ -273,13 +299,21 @@ class PluginStream implements WasmStream {
       if (this.doneQueued) return this.settled(dir, { action: "reset" });
       if (!this.plugin.adopt(this) || this.failure !== undefined) return this.settled(dir, this.failedResult(d, chunk));
       return new Promise<PhaseResult>((resolve) => {
-        const acc: Released = {};
-        if (dir.carry !== undefined) {
-          mergeInto(acc, dir.carry);
-          dir.carry = undefined;
+        const p: Pending = { resolve, eos, acc: dir.takeCarry(), seq: Infinity };
+        dir.pending = p;
+        // registered before queueing: a failure while queueing (FAIL_OPEN) must still release it
+        const held = chunk === undefined ? undefined : { bytes: chunk, seq: Infinity };
+        if (held !== undefined) dir.held.push(held);
+        let cmd: Command;
+        try {
+          cmd = build(this.createProps());
+        } catch (e) {
+          this.fail(new MeshError(ErrorCodes.INTERNAL, `cannot pass the phase to plugin ${this.plugin.name}: ${String(e)}`, { cause: e }));
+          return;
         }
-        dir.pending = { resolve, eos, acc };
-        onSend(this.plugin.enqueue(build(this.createProps()), this));
+        const seq = this.plugin.enqueue(cmd, this);
+        p.seq = seq;
+        if (held !== undefined) held.seq = seq;
       });
     };
     return dir.enter(run);
@@ -293,48 +327,56 @@ class PluginStream implements WasmStream {
 
   requestHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {
     this.req.headers = headers;
-    return this.phase(
-      Direction.REQUEST,
-      endOfStream,
-      (create) => ({ op: Op.HEADERS, stream: this.id, dir: Direction.REQUEST, headers: flatten(headers), eos: endOfStream, ...(create ? { create } : {}) }),
-      () => {},
-    );
+    return this.phase(Direction.REQUEST, endOfStream, (create) => ({
+      op: Op.HEADERS,
+      stream: this.id,
+      dir: Direction.REQUEST,
+      headers: flatten(headers),
+      eos: endOfStream,
+      ...(create ? { create } : {}),
+    }));
   }
 
   responseHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {
     this.resp.headers = headers;
-    return this.phase(
-      Direction.RESPONSE,
-      endOfStream,
-      (create) => ({ op: Op.HEADERS, stream: this.id, dir: Direction.RESPONSE, headers: flatten(headers), eos: endOfStream, ...(create ? { create } : {}) }),
-      () => {},
-    );
+    return this.phase(Direction.RESPONSE, endOfStream, (create) => ({
+      op: Op.HEADERS,
+      stream: this.id,
+      dir: Direction.RESPONSE,
+      headers: flatten(headers),
+      eos: endOfStream,
+      ...(create ? { create } : {}),
+    }));
   }
 
   private body(d: DirectionValue, chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
     const max = this.plugin.maxBufferBytes;
     if (chunk.length > max) return this.bodyPieces(d, chunk, endOfStream, max);
-    const dir = this.dir(d);
     return this.phase(
       d,
       endOfStream,
       (create) => ({ op: Op.BODY, stream: this.id, dir: d, body: chunk, eos: endOfStream, ...(create ? { create } : {}) }),
-      (seq) => dir.held.push({ bytes: chunk, seq }),
       chunk,
     );
   }
 
-  /** One VM call never carries more than the buffer bound: feed a big chunk piece by piece. */
+  /**
+   * One VM call never carries more than the buffer bound: feed a big chunk piece by piece. The
+   * pieces enter the direction's queue together, so a call made meanwhile comes after all of them.
+   */
   private async bodyPieces(d: DirectionValue, chunk: Uint8Array, endOfStream: boolean, max: number): Promise<PhaseResult> {
-    const acc: Released = {};
-    let last: PhaseResult = { action: "continue" };
+    const pieces: Promise<PhaseResult>[] = [];
     for (let o = 0; o < chunk.length; o += max) {
       const end = Math.min(chunk.length, o + max);
-      last = await this.body(d, chunk.subarray(o, end), endOfStream && end === chunk.length);
-      if (last.action === "local" || last.action === "reset") return last;
-      mergeInto(acc, last);
+      pieces.push(this.body(d, chunk.subarray(o, end), endOfStream && end === chunk.length));
     }
-    return { ...last, ...acc };
+    const results = await Promise.all(pieces);
+    const ended = results.find((r) => r.action === "local" || r.action === "reset");
+    if (ended !== undefined) return ended;
+    const acc: Released = {};
+    for (const r of results) mergeInto(acc, r);
+    const failure = results.find((r) => r.failure !== undefined)?.failure;
+    return { action: results.at(-1)!.action, ...acc, ...(failure ? { failure } : {}) };
   }
 
   requestBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
@@ -347,12 +389,13 @@ class PluginStream implements WasmStream {
 
   private trailersPhase(d: DirectionValue, trailers: HeaderPairs): Promise<PhaseResult> {
     this.dir(d).trailers = trailers;
-    return this.phase(
-      d,
-      true,
-      (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(trailers), ...(create ? { create } : {}) }),
-      () => {},
-    );
+    return this.phase(d, true, (create) => ({
+      op: Op.TRAILERS,
+      stream: this.id,
+      dir: d,
+      trailers: flatten(trailers),
+      ...(create ? { create } : {}),
+    }));
   }
 
   requestTrailers(trailers: HeaderPairs): Promise<PhaseResult> {
@@ -363,11 +406,17 @@ class PluginStream implements WasmStream {
     return this.trailersPhase(Direction.RESPONSE, trailers);
   }
 
-  done(completion?: StreamCompletion): void {
-    if (this.doneQueued) return;
+  done(completion?: StreamCompletion): Promise<void> {
+    if (this.doneQueued) return this.completed;
     this.doneQueued = true;
     for (const d of [this.req, this.resp]) if (d.pending !== undefined) d.settle({ action: "reset" });
     this.plugin.streamDone(this, completion);
+    return this.completed;
+  }
+
+  /** on_done/on_log/on_delete ran, or never will: resolves what done() returned. */
+  complete(): void {
+    this.resolveCompleted();
   }
 
   /** Applies one emission from the VM. `seq` is the command that produced it. */
@@ -418,6 +467,10 @@ class PluginStream implements WasmStream {
       return;
     }
     mergeInto(p.acc, rel);
+    // An earlier command (a root context resuming the stream: callout response, tick, queue)
+    // released data while this call's own command is still queued behind it: that command may
+    // release more (its chunk), so the call waits for its own answer.
+    if (seq < p.seq) return;
     if (e.kind === EmissionKind.STOP && p.eos) return; // nothing more will come: wait for a resume
     dir.settle({ action: e.kind === EmissionKind.CONTINUE ? "continue" : "stop", ...p.acc });
   }
@@ -443,7 +496,7 @@ class PluginStream implements WasmStream {
       action: "continue",
       failure,
     };
-    const acc = dir.pending?.acc ?? {};
+    const acc = dir.pending?.acc ?? dir.takeCarry();
     if (acc.headers !== undefined) out.headers = acc.headers;
     else if (!dir.headersReleased && dir.headers !== undefined) {
       out.headers = dir.headers;
@@ -474,6 +527,30 @@ class PluginStream implements WasmStream {
   }
 }
 
+/** Rough encoded size of a command on the channel (UTF-8 worst case for strings). */
+function commandBytes(cmd: Command): number {
+  const pairs = (p: FlatPairs): number => {
+    let n = 4;
+    for (const s of p) n += 4 + 3 * s.length;
+    return n;
+  };
+  const create = "create" in cmd && cmd.create !== undefined ? 4096 : 0;
+  switch (cmd.op) {
+    case Op.HEADERS:
+      return 32 + pairs(cmd.headers) + create;
+    case Op.BODY:
+      return 32 + cmd.body.length + create;
+    case Op.TRAILERS:
+      return 32 + pairs(cmd.trailers) + create;
+    case Op.HTTP_CALL_RESPONSE: {
+      const r = cmd.response;
+      return 32 + (r === undefined ? 3 * (cmd.failure?.length ?? 0) : pairs(r.headers) + r.body.length + pairs(r.trailers));
+    }
+    default:
+      return 256;
+  }
+}
+
 function isCreate(cmd: Command): boolean {
   return (cmd.op === Op.HEADERS || cmd.op === Op.BODY || cmd.op === Op.TRAILERS) && cmd.create !== undefined;
 }
@@ -501,6 +578,10 @@ export class WasmPlugin {
   private doneQueue: Queued[] = [];
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
   private inFlight = false;
+  /** Commands still to be sent one per round trip (after a batch did not fit the channel). */
+  private soloLeft = 0;
+  /** Capacity of the channel to the worker (bounds the bytes of one batch). */
+  private maxChannelBytes = Number.POSITIVE_INFINITY;
   private seq = 0;
   private nextStreamId = 2;
   private readonly streams = new Map<number, PluginStream>();
@@ -612,6 +693,7 @@ export class WasmPlugin {
       workerUrl: this.o.workerUrl ?? defaultWorkerUrl(),
     };
     const maxChannel = 4 * cfg.maxBufferBytes + 64 * cfg.maxHeaderBytes + (8 << 20);
+    if (this.o.isolation !== "inline") this.maxChannelBytes = maxChannel;
     const { vm, start } = this.o.isolation === "inline" ? await spawnInline(o) : await spawnWorker(o, maxChannel);
     this.starts++;
     this.applyEffects(start.effects);
@@ -664,7 +746,9 @@ export class WasmPlugin {
 
   streamDone(s: PluginStream, completion: StreamCompletion | undefined): void {
     if (s.sentGen !== this.gen || s.failure !== undefined || this.vm === undefined) {
+      // no live context in a VM: nothing will run on_done/on_log/on_delete
       this.streams.delete(s.id);
+      s.complete();
       return;
     }
     this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, ...(completion ? { completion } : {}) }, stream: s, seq: ++this.seq });
@@ -694,7 +778,7 @@ export class WasmPlugin {
       this.queue.unshift(...this.doneQueue);
       this.doneQueue = [];
     }
-    const batch = this.queue.splice(0, MAX_BATCH);
+    const batch = this.queue.splice(0, this.batchLength());
     const vm = this.vm;
     const gen = this.gen;
     this.inFlight = true;
@@ -703,16 +787,74 @@ export class WasmPlugin {
       if (q.cmd.op === Op.QUEUE_READY) this.queuesReady.delete(q.cmd.queueId);
       if (q.stream !== undefined && q.stream.sentGen === undefined) q.stream.sentGen = gen;
     }
-    vm.run(
-      batch.map((q) => q.cmd),
-      (error, reply) => {
-        this.inFlight = false;
-        if (error !== undefined || reply === undefined) this.onDead(batch, error, gen);
-        else this.onReply(batch, reply, gen);
+    try {
+      vm.run(
+        batch.map((q) => q.cmd),
+        (error, reply) => {
+          this.inFlight = false;
+          if (error !== undefined || reply === undefined) this.onDead(batch, error, gen);
+          else this.onReply(batch, reply, gen);
+          this.pump();
+          this.notifyIdle();
+        },
+      );
+    } catch (e) {
+      // the batch could not be handed over (it does not fit the channel); the VM is untouched
+      this.inFlight = false;
+      this.unsendable(batch, e);
+      queueMicrotask(() => {
         this.pump();
         this.notifyIdle();
-      },
-    );
+      });
+    }
+  }
+
+  /** Commands for the next round trip: at most MAX_BATCH, and about half the channel in bytes. */
+  private batchLength(): number {
+    if (this.soloLeft > 0) {
+      this.soloLeft--;
+      return 1;
+    }
+    const budget = this.maxChannelBytes / 2;
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length && n < MAX_BATCH) {
+      bytes += commandBytes(this.queue[n]!.cmd);
+      if (n > 0 && bytes > budget) break;
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * A batch that cannot be sent: retried one command at a time; a single command that cannot be
+   * sent fails its stream (a callout response becomes a failed callout for the plugin).
+   */
+  private unsendable(batch: readonly Queued[], e: unknown): void {
+    if (batch.length > 1) {
+      // streams whose first command went nowhere are not in the VM yet
+      for (const q of batch) if (q.stream !== undefined && isCreate(q.cmd)) q.stream.sentGen = undefined;
+      this.queue.unshift(...batch);
+      this.soloLeft = batch.length;
+      return;
+    }
+    const q = batch[0]!;
+    const why = e instanceof Error ? e.message : String(e);
+    this.hostLog("error", `cannot pass a command to the plugin: ${why}`);
+    if (q.cmd.op === Op.HTTP_CALL_RESPONSE && q.cmd.response !== undefined) {
+      this.queue.unshift({ cmd: { op: Op.HTTP_CALL_RESPONSE, token: q.cmd.token, failure: `response too large for the plugin: ${why}` }, stream: undefined, seq: q.seq });
+      return;
+    }
+    this.dropped(q, new MeshError(ErrorCodes.WASM_BUFFER_LIMIT, `cannot pass a command to plugin ${this.name}: ${why}`));
+  }
+
+  /** A command that will never run: its stream fails, a finished stream completes. */
+  private dropped(q: Queued, err: MeshError): void {
+    if (q.stream === undefined) return;
+    if (q.cmd.op === Op.DONE) {
+      this.streams.delete(q.stream.id);
+      q.stream.complete();
+    } else q.stream.fail(err);
   }
 
   private idleWaiters: (() => void)[] = [];
@@ -754,7 +896,7 @@ export class WasmPlugin {
 
   private failQueued(err: MeshError): void {
     const queued = this.queue.splice(0);
-    for (const q of queued) q.stream?.fail(err);
+    for (const q of queued) this.dropped(q, err);
   }
 
   private onReply(batch: readonly Queued[], reply: BatchReply, gen: number): void {
@@ -763,7 +905,10 @@ export class WasmPlugin {
     for (let i = 0; i < batch.length; i++) {
       const q = batch[i]!;
       const out = reply.outcomes[i];
-      if (out === undefined) continue;
+      if (out === undefined) {
+        this.dropped(q, new MeshError(ErrorCodes.INTERNAL, `plugin ${this.name}: the VM returned no outcome for a command`));
+        continue;
+      }
       if (out.failure !== undefined && q.stream !== undefined) {
         // a stream whose first command never ran (the VM had already failed) moves to the next VM
         if (out.skipped && isCreate(q.cmd)) {
@@ -771,7 +916,10 @@ export class WasmPlugin {
           retry.push(q);
         } else q.stream.fail(meshErrorOf(out.failure));
       }
-      if (q.cmd.op === Op.DONE) this.streams.delete(q.cmd.stream);
+      if (q.cmd.op === Op.DONE) {
+        this.streams.delete(q.cmd.stream);
+        q.stream?.complete();
+      }
       for (const e of out.emissions) {
         const s = this.streams.get(e.stream);
         if (s !== undefined && s.sentGen === gen) s.deliver(e, q.seq);
@@ -785,7 +933,7 @@ export class WasmPlugin {
     const err =
       e instanceof VmDead ? meshErrorOf(e.failure) : new MeshError(ErrorCodes.WASM_TRAP, `plugin VM failed: ${String(e)}`);
     if (gen === this.gen) this.vmFailed(err);
-    for (const q of batch) q.stream?.fail(err);
+    for (const q of batch) this.dropped(q, err);
   }
 
   /**
@@ -806,9 +954,15 @@ export class WasmPlugin {
       s.fail(err);
       this.streams.delete(id);
     }
+    for (const q of this.doneQueue) this.dropped(q, err);
     this.doneQueue = [];
-    // root commands (ticks, callout responses, queue wake-ups) were for the dead VM
-    const keep = this.queue.filter((q) => q.stream !== undefined && q.stream.failure === undefined);
+    // root commands (ticks, callout responses, queue wake-ups) were for the dead VM, and so was
+    // what the failed streams still had queued
+    const keep: Queued[] = [];
+    for (const q of this.queue) {
+      if (q.stream !== undefined && q.stream.failure === undefined) keep.push(q);
+      else this.dropped(q, err);
+    }
     this.queue.length = 0;
     this.queue.push(...keep);
     if (this.failStrategy === "FAIL_RELOAD" && !this.stopped) this.ensureVm();
@@ -918,9 +1072,14 @@ export class WasmPlugin {
     this.vm?.close();
     this.vm = undefined;
     const err = new MeshError(ErrorCodes.WASM_TRAP, `plugin ${this.name} was stopped`);
-    for (const s of this.streams.values()) s.fail(err);
-    this.streams.clear();
+    for (const q of this.doneQueue) this.dropped(q, err);
+    this.doneQueue = [];
     this.failQueued(err);
+    for (const s of this.streams.values()) {
+      s.fail(err);
+      s.complete();
+    }
+    this.streams.clear();
   }
 }
 

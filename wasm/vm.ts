@@ -16,6 +16,7 @@ import { ErrorCodes } from "../core/errors/index.ts";
 import {
   type AbiVersion,
   BufferType,
+  CONTEXT_CALLBACKS,
   FilterDataStatus,
   FilterHeadersStatus,
   FilterTrailersStatus,
@@ -276,23 +277,7 @@ export class VmCore implements HostState {
       this.exports = instance.exports as Record<string, unknown>;
       const fn = (name: string): Fn | undefined =>
         typeof this.exports[name] === "function" ? (this.exports[name] as Fn) : undefined;
-      for (const name of [
-        "proxy_on_context_create",
-        "proxy_on_vm_start",
-        "proxy_on_configure",
-        "proxy_on_tick",
-        "proxy_on_queue_ready",
-        "proxy_on_request_headers",
-        "proxy_on_request_body",
-        "proxy_on_request_trailers",
-        "proxy_on_response_headers",
-        "proxy_on_response_body",
-        "proxy_on_response_trailers",
-        "proxy_on_http_call_response",
-        "proxy_on_done",
-        "proxy_on_log",
-        "proxy_on_delete",
-      ]) {
+      for (const name of CONTEXT_CALLBACKS) {
         this.cb[name] = fn(name);
       }
       const alloc = fn("malloc") ?? fn("proxy_on_memory_allocate");
@@ -647,6 +632,11 @@ export class VmCore implements HostState {
       } else b.headers = null;
       if (d.bodyUndelivered) {
         this.deliverBody(s, dir); // continues into advance() again if the plugin lets it through
+        // a body held by the plugin does not hold back trailers that arrived during the pause:
+        // the plugin sees them next, as Envoy calls decodeTrailers after a buffering decodeData
+        if (d.bodyStopped && d.trailersState === TrailersState.UNDELIVERED && s.ended === undefined && !this.endingRequested(s)) {
+          this.deliverTrailers(s, dir);
+        }
         return;
       }
     }
