@@ -1,7 +1,7 @@
 // plugins/run: the filter author's tools behind `mesh plugin check` and `mesh plugin run` —
 // inspect a module without running it, and run simulated requests through it in a real VM
 // (a worker, as in the waypoint), recording what the plugin did.
-export { inspectModule, pagesText, HOST_CALLBACKS, type ImportStatus, type ModuleInspection, type Problem } from "./inspect.ts";
+export { inspectModule, pagesText, type ImportStatus, type ModuleInspection, type Problem } from "./inspect.ts";
 export {
   runPlugin,
   type CalloutRecord,

@@ -3,27 +3,8 @@
 // is listed (not only the first), with the error code start() would use.
 import { createHash } from "node:crypto";
 import { type ErrorCode, ErrorCodes, MeshError, asMeshError } from "../../core/errors/index.ts";
-import { UNSUPPORTED_HOST_FUNCTIONS, checkModule, describeModule, missingImports, type ModuleReport } from "../../wasm/index.ts";
+import { HOST_CALLBACKS, UNSUPPORTED_HOST_FUNCTIONS, checkModule, describeModule, missingImports, type ModuleReport } from "../../wasm/index.ts";
 
-/** The callbacks the host drives (wasm/vm.ts); a module may export others, they are never called. */
-export const HOST_CALLBACKS: readonly string[] = [
-  "proxy_on_context_create",
-  "proxy_on_vm_start",
-  "proxy_on_configure",
-  "proxy_on_tick",
-  "proxy_on_queue_ready",
-  "proxy_on_request_headers",
-  "proxy_on_request_body",
-  "proxy_on_request_trailers",
-  "proxy_on_response_headers",
-  "proxy_on_response_body",
-  "proxy_on_response_trailers",
-  "proxy_on_http_call_response",
-  "proxy_on_done",
-  "proxy_on_log",
-  "proxy_on_delete",
-  "proxy_on_memory_allocate",
-];
 const HTTP_CALLBACKS = ["proxy_on_request_headers", "proxy_on_request_body", "proxy_on_request_trailers", "proxy_on_response_headers", "proxy_on_response_body", "proxy_on_response_trailers"];
 const ABI_MARKER: Record<string, string> = { "0.2.1": "proxy_abi_version_0_2_1", "0.2.0": "proxy_abi_version_0_2_0", "0.1.0": "proxy_abi_version_0_1_0" };
 const PAGE_BYTES = 65536;
