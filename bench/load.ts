@@ -22,6 +22,7 @@
 
 import { parseArgs } from "node:util";
 import type { Socket } from "bun";
+import { intArg, stringFlags } from "./cli.ts";
 import { dial, parseEntry, type BenchSocket, type Entry, type StreamHandlers } from "./entry.ts";
 import { summarizeLatency, gbitPerSec, type LatencySummary } from "./stats.ts";
 
@@ -506,37 +507,14 @@ async function idle(entry: Entry, conns: number, parallel: number, holdMs: numbe
 
 // ---------------------------------------------------------------------------------------------
 
-function intArg(v: string | undefined, name: string, dflt?: number): number {
-  if (v === undefined) {
-    if (dflt === undefined) throw new Error(`--${name} is required`);
-    return dflt;
-  }
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got ${v}`);
-  return n;
-}
-
 async function main(): Promise<void> {
   const [mode, ...rest] = process.argv.slice(2);
   const { values } = parseArgs({
     args: rest,
-    options: {
-      host: { type: "string" },
-      port: { type: "string" },
-      entry: { type: "string" },
-      streams: { type: "string" },
-      bytes: { type: "string" },
-      dir: { type: "string" },
-      count: { type: "string" },
-      warmup: { type: "string" },
-      size: { type: "string" },
-      concurrency: { type: "string" },
-      "duration-ms": { type: "string" },
-      conns: { type: "string" },
-      parallel: { type: "string" },
-      "hold-ms": { type: "string" },
-      "timeout-ms": { type: "string" },
-    },
+    options: stringFlags(
+      "host", "port", "entry", "streams", "bytes", "dir", "count", "warmup", "size", "concurrency",
+      "duration-ms", "conns", "parallel", "hold-ms", "timeout-ms",
+    ),
     strict: true,
   });
   if (mode === "serve") {

@@ -14,10 +14,13 @@ export function clkTck(): number {
   return clockTicks;
 }
 
-/** utime + stime of a process (all its threads) in seconds, or NaN when the process is gone. */
-export function cpuSeconds(pid: number): number {
+/**
+ * utime + stime in seconds of a process (all its threads), or of one of its threads when `tid` is
+ * given; NaN when it is gone.
+ */
+export function cpuSeconds(pid: number, tid?: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
     // The command name (field 2) may contain spaces; fields after the last ')' are positional.
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // rest[0] is field 3 (state); utime/stime are fields 14/15.

@@ -6,7 +6,7 @@
 //
 //   bun bench/run.ts [--quick] [--only direct,stunnel,mesh] [--bytes 1G] [--runs N]
 //                    [--rtts N] [--conn-seconds S] [--concurrency N] [--idle-conns N]
-//                    [--out DIR] [--no-install] [--keep]
+//                    [--out DIR] [--no-install] [--keep] [--no-captured] [--no-l7] [--no-plugins]
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { canRun } from "../test/netns/testbed.ts";
@@ -15,6 +15,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { describeEntry, type Entry } from "./entry.ts";
+import { L7_HEADING, parseL7Options, runL7Section, stopL7, type L7Result } from "./l7.ts";
 import {
   createDirectPath,
   createMeshPath,
@@ -25,7 +26,9 @@ import {
   type PathName,
   type ProxyProcess,
 } from "./paths/index.ts";
+import { intArg, parseCli, parseOnly, runMain, stringFlags } from "./cli.ts";
 import { nofileLimits, openFdCount, rssKiB, stopChild, totalCpuSeconds, withRaisedNofile } from "./proc.ts";
+import { judge, noteLines, reportJson, tallyVerdicts, textTable, type NotedPath, type Verdict } from "./report.ts";
 import { fmt, median, ratio } from "./stats.ts";
 
 const BENCH_DIR = import.meta.dir;
@@ -50,6 +53,10 @@ export interface BenchOptions {
   keep: boolean;
   /** Run the captured-mode rows (root with iptables only). */
   captured: boolean;
+  /** Run the L7 section (bench/l7.ts: direct, ztunnel → waypoint → ztunnel, nginx). */
+  l7: boolean;
+  /** In the L7 section, the rows with Wasm plugins in the waypoint (1 and 5 add-header plugins). */
+  l7Plugins: boolean;
   /** Checkout whose cmd/mesh.ts is benchmarked (default: this repository). */
   meshRoot: string;
 }
@@ -65,6 +72,9 @@ const USAGE = `usage: bun bench/run.ts [options]
   --idle-conns N       idle tunnelled connections for the memory test (default 10000)
   --out DIR            where latest.json and latest.md go (default bench/results)
   --no-captured        skip the captured-mode rows (they run when root with iptables: pod → pod on a netns testbed)
+  --no-l7              skip the L7 section (HTTP/1.1 through ztunnel → waypoint → ztunnel, next to direct and nginx;
+                       runnable alone: bun bench/l7.ts --help)
+  --no-plugins         in the L7 section, skip the rows with Wasm plugins in the waypoint
   --no-install         do not apt-get install stunnel4 when it is missing
   --keep               keep the temporary directories (certificates, configs, proxy logs)
   --mesh-root DIR      benchmark DIR/cmd/mesh.ts instead of this checkout's (e.g. another worktree)`;
@@ -79,58 +89,41 @@ export function parseSize(text: string): number {
   return n;
 }
 
-function positiveInt(text: string | undefined, name: string, dflt: number): number {
-  if (text === undefined) return dflt;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${text}"`);
-  return n;
-}
-
 export function parseOptions(argv: string[]): BenchOptions | "help" {
   const { values } = parseArgs({
     args: argv,
     options: {
+      ...stringFlags("only", "bytes", "runs", "rtts", "conn-seconds", "concurrency", "idle-conns", "out", "mesh-root"),
       quick: { type: "boolean", default: false },
-      only: { type: "string" },
-      bytes: { type: "string" },
-      runs: { type: "string" },
-      rtts: { type: "string" },
-      "conn-seconds": { type: "string" },
-      concurrency: { type: "string" },
-      "idle-conns": { type: "string" },
-      out: { type: "string" },
       "no-install": { type: "boolean", default: false },
       "no-captured": { type: "boolean", default: false },
+      "no-l7": { type: "boolean", default: false },
+      "no-plugins": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
-      "mesh-root": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
   if (values.help) return "help";
   const quick = values.quick === true;
-  let only: PathName[] = [...ALL_PATHS];
-  if (values.only !== undefined) {
-    const names = values.only.split(",").map((s) => s.trim()).filter(Boolean);
-    for (const n of names) if (!ALL_PATHS.includes(n as PathName)) throw new Error(`--only: unknown path "${n}" (known: ${ALL_PATHS.join(", ")})`);
-    only = ALL_PATHS.filter((p) => names.includes(p));
-    if (only.length === 0) throw new Error("--only selects no path");
-  }
+  const only = parseOnly(values.only, ALL_PATHS);
   const connSeconds = values["conn-seconds"] === undefined ? (quick ? 1 : 5) : Number(values["conn-seconds"]);
   if (!Number.isFinite(connSeconds) || connSeconds <= 0 || connSeconds > 600) throw new Error("--conn-seconds must be in (0, 600]");
   return {
     quick,
     only,
     bytes: values.bytes !== undefined ? parseSize(values.bytes) : quick ? 64 * 1024 ** 2 : GIB,
-    runs: positiveInt(values.runs, "runs", quick ? 1 : 3),
-    rtts: positiveInt(values.rtts, "rtts", quick ? 1000 : 10_000),
+    runs: intArg(values.runs, "runs", quick ? 1 : 3, 1),
+    rtts: intArg(values.rtts, "rtts", quick ? 1000 : 10_000, 1),
     connSeconds,
-    concurrency: positiveInt(values.concurrency, "concurrency", 32),
-    idleConns: positiveInt(values["idle-conns"], "idle-conns", quick ? 500 : 10_000),
+    concurrency: intArg(values.concurrency, "concurrency", 32, 1),
+    idleConns: intArg(values["idle-conns"], "idle-conns", quick ? 500 : 10_000, 1),
     outDir: resolve(values.out ?? join(BENCH_DIR, "results")),
     install: values["no-install"] !== true,
     keep: values.keep === true,
     captured: values["no-captured"] !== true,
+    l7: values["no-l7"] !== true,
+    l7Plugins: values["no-plugins"] !== true,
     meshRoot: resolve(values["mesh-root"] ?? join(BENCH_DIR, "..")),
   };
 }
@@ -369,14 +362,8 @@ async function measureIdleMemory(h: PathHandle, conns: number, m: Metrics, notes
 // ---------------------------------------------------------------------------------------------
 // Rounds
 
-interface PathReport {
-  name: PathName;
-  status: "ok" | "skipped" | "failed";
-  reason?: string;
-  entry?: string;
+interface PathReport extends NotedPath<PathName> {
   proxies?: { role: string; label: string }[];
-  notes: string[];
-  errors: string[];
   runs: Metrics[];
   summary: Metrics;
 }
@@ -557,7 +544,7 @@ interface TableRow {
   ratioStunnel: string;
   ratioDirect: string;
   target: string;
-  verdict: "pass" | "FAIL" | "n/a" | "";
+  verdict: Verdict;
   raw: Record<PathName, number | undefined>;
 }
 
@@ -570,11 +557,7 @@ function buildTable(reports: Map<PathName, PathReport>, o: BenchOptions): TableR
       raw[p] = v;
       cells[p] = fmt(v === undefined ? undefined : v * (row.scale ?? 1), row.digits);
     }
-    let verdict: TableRow["verdict"] = "";
-    if (row.target) {
-      const r = row.target.check(raw);
-      verdict = r === undefined || !Number.isFinite(r) ? "n/a" : row.target.pass(r) ? "pass" : "FAIL";
-    }
+    const verdict = row.target ? judge(row.target.check(raw), row.target.pass) : "";
     return {
       label: row.label,
       cells,
@@ -597,9 +580,7 @@ function renderMarkdown(table: TableRow[]): string {
 function renderText(table: TableRow[]): string {
   const cols = ["metric", "direct", "stunnel", "mesh", "mesh/stunnel", "mesh/direct", "target", ""];
   const data = table.map((r) => [r.label, r.cells.direct, r.cells.stunnel, r.cells.mesh, r.ratioStunnel, r.ratioDirect, r.target, r.verdict]);
-  const widths = cols.map((c, i) => Math.max(c.length, ...data.map((d) => (d[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i >= 6 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join("  ").trimEnd();
-  return [line(cols), widths.map((w) => "-".repeat(w)).join("  "), ...data.map(line)].join("\n");
+  return textTable(cols, data, 6);
 }
 
 function cpuModel(): string {
@@ -613,18 +594,8 @@ function cpuModel(): string {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  let o: BenchOptions | "help";
-  try {
-    o = parseOptions(process.argv.slice(2));
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (o === "help") {
-    console.log(USAGE);
-    return 0;
-  }
-  const opts = o;
+  const opts = parseCli(parseOptions, USAGE);
+  if (typeof opts === "number") return opts;
   const limits = nofileLimits();
   log(
     `paths ${opts.only.join(", ")}; ${fmt(opts.bytes / 1024 ** 2, 0)} MiB per throughput test, ${opts.rtts} RTTs, ` +
@@ -644,6 +615,7 @@ async function main(): Promise<number> {
   }
   for (const r of reports.values()) r.summary = summarize(r.runs);
   const captured = opts.captured ? await runCaptured(opts) : { skipped: "--no-captured" };
+  const l7 = opts.l7 && !interrupted ? await runL7(opts) : { skipped: "--no-l7" };
 
   const table = buildTable(reports, opts);
   const md = renderMarkdown(table);
@@ -667,10 +639,9 @@ async function main(): Promise<number> {
     for (const e of r.errors) console.log(`${r.name}: error: ${e}`);
     for (const n of r.notes) console.log(`${r.name}: ${n}`);
   }
-  const verdicts = table.filter((t) => t.verdict !== "");
-  const failed = verdicts.filter((t) => t.verdict === "FAIL").length;
-  const passed = verdicts.filter((t) => t.verdict === "pass").length;
-  console.log(`targets: ${passed} pass, ${failed} fail, ${verdicts.length - passed - failed} n/a`);
+  const { passed, failed, na } = tallyVerdicts(table.map((t) => t.verdict));
+  console.log(`targets: ${passed} pass, ${failed} fail, ${na} n/a`);
+  if ("text" in l7) console.log(`\nL7 path:\n${l7.text}`);
 
   mkdirSync(opts.outDir, { recursive: true });
   const json = {
@@ -678,16 +649,12 @@ async function main(): Promise<number> {
     config,
     paths: Object.fromEntries([...reports].map(([k, r]) => [k, r])),
     table: table.map((t) => ({ metric: t.label, ...t.raw, meshOverStunnel: ratio(t.raw.mesh, t.raw.stunnel), meshOverDirect: ratio(t.raw.mesh, t.raw.direct), target: t.target, verdict: t.verdict })),
-    targets: { passed, failed, na: verdicts.length - passed - failed },
+    targets: { passed, failed, na },
     captured,
+    l7: "json" in l7 ? l7.json : l7,
   };
-  writeFileSync(join(opts.outDir, "latest.json"), `${JSON.stringify(json, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`);
-  const notes = [...reports.values()].flatMap((r) => [
-    ...(r.status !== "ok" ? [`- **${r.name}** ${r.status}: ${(r.reason ?? "").split("\n")[0]}`] : []),
-    ...r.errors.map((e) => `- **${r.name}** error: ${e.split("\n")[0]}`),
-    ...r.notes.map((n) => `- **${r.name}**: ${n}`),
-    ...(r.entry ? [`- **${r.name}** entry: ${r.entry}`] : []),
-  ]);
+  writeFileSync(join(opts.outDir, "latest.json"), `${reportJson(json)}\n`);
+  const notes = noteLines(reports.values());
   const mdDoc = [
     `# Benchmark results`,
     "",
@@ -697,17 +664,30 @@ async function main(): Promise<number> {
     "",
     md,
     "",
-    `Targets: ${passed} pass, ${failed} fail, ${verdicts.length - passed - failed} n/a. Generated by \`bun bench/run.ts\`; method in bench/README.md.`,
+    `Targets: ${passed} pass, ${failed} fail, ${na} n/a. Generated by \`bun bench/run.ts\`; method in bench/README.md.`,
     "",
     ...(notes.length ? ["Notes:", "", ...notes, ""] : []),
     "## Captured mode (pod → pod on a network-namespace testbed)",
     "",
     "captured" in captured && captured.captured ? captured.captured : `Skipped: ${"skipped" in captured ? captured.skipped : "unknown"}.`,
     "",
+    ...("markdown" in l7 ? [l7.markdown] : [L7_HEADING, "", `Skipped: ${l7.skipped}.`, ""]),
   ].join("\n");
   writeFileSync(join(opts.outDir, "latest.md"), mdDoc);
   log(`wrote ${join(opts.outDir, "latest.json")} and latest.md`);
   return 0;
+}
+
+/** The L7 section (bench/l7.ts), with this run's rounds, install and mesh-root choices. */
+async function runL7(opts: BenchOptions): Promise<L7Result | { skipped: string }> {
+  const base = parseL7Options([...(opts.quick ? ["--quick"] : []), ...(opts.l7Plugins ? [] : ["--no-plugins"])]);
+  if (base === "help") return { skipped: "unreachable" };
+  try {
+    return await runL7Section({ ...base, runs: opts.runs, install: opts.install, keep: opts.keep, repoRoot: opts.meshRoot }, log);
+  } catch (e) {
+    log(`L7 section failed: ${(e as Error).message}`);
+    return { skipped: `failed: ${(e as Error).message.split("\n")[0]}` };
+  }
 }
 
 /**
@@ -747,17 +727,7 @@ async function runCaptured(opts: BenchOptions): Promise<{ captured: string; rows
 async function shutdown(signal: string): Promise<void> {
   interrupted = true;
   log(`${signal}: stopping children`);
-  await Promise.all([...[...activePaths].map((p) => p.stop().catch(() => {})), ...[...live].map((c) => stopChild(c, 1000))]);
-  process.exit(130);
+  await Promise.all([...[...activePaths].map((p) => p.stop().catch(() => {})), ...[...live].map((c) => stopChild(c, 1000)), stopL7()]);
 }
 
-if (import.meta.main) {
-  process.on("SIGINT", () => void shutdown("SIGINT"));
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  main()
-    .then((code) => process.exit(code))
-    .catch((e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    });
-}
+if (import.meta.main) runMain(main, shutdown);
