@@ -61,6 +61,8 @@ export interface L7Options {
    * run, so that the 5-plugin waypoint is not saturated; 0 skips it.
    */
   pluginRate: number;
+  /** where the plugin rows' VMs run (`limits.isolation`) */
+  pluginIsolation: "worker" | "inline";
   /** The app: a JS fetch handler (default) or a native static route. */
   app: "fetch" | "static";
   only: L7PathName[];
@@ -397,7 +399,7 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
     const m = createL7MeshPath({
       ...meshOpts,
       name,
-      ...(plugins > 0 && pluginModule ? { plugins: addHeaderChain(plugins, pluginModule), expectHeaders: chainHeaders(plugins) } : {}),
+      ...(plugins > 0 && pluginModule ? { plugins: addHeaderChain(plugins, pluginModule, o.pluginIsolation), expectHeaders: chainHeaders(plugins) } : {}),
     });
     meshes.push(m);
     return m;
@@ -773,7 +775,7 @@ function render(reports: Map<L7PathName, PathReport>, o: L7Options, started: Dat
   const json = {
     date: started.toISOString(),
     seconds,
-    config: { runs: o.runs, conns: o.conns, warmupMs: o.warmupMs, durationMs: o.durationMs, rate: o.rate, pluginRate: o.pluginRate, app: o.app, quick: o.quick, only: o.only, meshEnv: o.meshEnv, responseBytes: 1024 },
+    config: { runs: o.runs, conns: o.conns, warmupMs: o.warmupMs, durationMs: o.durationMs, rate: o.rate, pluginRate: o.pluginRate, pluginIsolation: o.pluginIsolation, app: o.app, quick: o.quick, only: o.only, meshEnv: o.meshEnv, responseBytes: 1024 },
     paths: Object.fromEntries([...reports].map(([k, r]) => [k, r])),
     table: table.map((t) => ({ metric: t.label, ...t.raw, l7OverDirect: t.overDirect, l7OverNginx: t.overNginx, target: t.target, verdict: t.verdict })),
     targets: { passed, failed, na },
@@ -821,6 +823,7 @@ const USAGE = `usage: bun bench/l7.ts [options]
   --only LIST          comma-separated subset of direct,l7,plugin1,plugin5,nginx (default: all)
                        plugin1 / plugin5: the l7 path with 1 / 5 add-header Wasm plugins in the waypoint
   --no-plugins         skip plugin1 and plugin5
+  --plugin-isolation I worker (default) or inline: where the plugin rows' VMs run
   --plugin-rate R      with plugin rows, also measure l7, plugin1 and plugin5 paced at R req/s (default 200; 0 skips):
                        at --rate the 5-plugin waypoint needs about a core of the 2, so that row also measures queueing
   --app KIND           fetch (a JS handler per request, default) or static (Bun's native static route)
@@ -845,6 +848,7 @@ export function parseL7Options(argv: string[]): (L7Options & { outDir: string })
       ...stringFlags("runs", "conns", "warmup-ms", "duration-ms", "rate", "plugin-rate", "app", "only", "out", "mesh-root", "mesh-bin", "waypoint-prof"),
       quick: { type: "boolean", default: false },
       "no-plugins": { type: "boolean", default: false },
+      "plugin-isolation": { type: "string" },
       "no-install": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
       "from-source": { type: "boolean", default: false },
@@ -876,6 +880,7 @@ export function parseL7Options(argv: string[]): (L7Options & { outDir: string })
     durationMs: intArg(values["duration-ms"], "duration-ms", quick ? 2000 : 5000, 1),
     rate: values.rate === "0" ? 0 : intArg(values.rate, "rate", 1000, 1),
     pluginRate: values["plugin-rate"] === "0" ? 0 : intArg(values["plugin-rate"], "plugin-rate", 200, 1),
+    pluginIsolation: isolationArg(values["plugin-isolation"]),
     app: values.app === "static" ? "static" : values.app === undefined || values.app === "fetch" ? "fetch" : badApp(values.app),
     only,
     install: values["no-install"] !== true,
@@ -909,3 +914,9 @@ if (import.meta.main) {
   });
 }
 
+
+function isolationArg(v: unknown): "worker" | "inline" {
+  if (v === undefined) return "worker";
+  if (v === "worker" || v === "inline") return v;
+  throw new Error(`--plugin-isolation must be worker or inline, got ${JSON.stringify(v)}`);
+}

@@ -14,7 +14,7 @@ function problems(fn: () => unknown): string {
 describe("plugin configuration (Istio WasmPlugin shape)", () => {
   test("a config section entry: defaults, pluginConfig as JSON text, module path relative to the config", () => {
     const [p] = parsePluginSection([{ name: "add-header", url: "plugins/add.wasm", pluginConfig: { header: "x-a", value: "1" }, pluginName: "add-header" }], "/etc/mesh/config.yaml");
-    expect(p).toMatchObject({ key: "default/add-header", modulePath: "/etc/mesh/plugins/add.wasm", configuration: '{"header":"x-a","value":"1"}', rootId: "add-header", phase: "UNSPECIFIED_PHASE", priority: 0, failStrategy: "FAIL_CLOSE", maxMemoryPages: 256, callbackBudgetMs: 5 });
+    expect(p).toMatchObject({ key: "default/add-header", modulePath: "/etc/mesh/plugins/add.wasm", configuration: '{"header":"x-a","value":"1"}', rootId: "add-header", phase: "UNSPECIFIED_PHASE", priority: 0, failStrategy: "FAIL_CLOSE", maxMemoryPages: 256, callbackBudgetMs: 5, isolation: "worker" });
     expect(p!.targets).toEqual([]);
   });
 
@@ -34,11 +34,11 @@ spec:
   failStrategy: FAIL_RELOAD
   match: [{mode: CLIENT_AND_SERVER, ports: [{number: 9080}]}]
   vmConfig: {env: [{name: MODE, value: strict}]}
-  limits: {maxMemoryPages: 64, callbackBudgetMs: 3}
+  limits: {maxMemoryPages: 64, callbackBudgetMs: 3, isolation: inline}
 `,
       "/k8s/plugins.yaml",
     );
-    expect(p).toMatchObject({ key: "shop/auth", modulePath: "/opt/plugins/auth.wasm", sha256: "ab".repeat(32), phase: "AUTHZ", priority: 10, failStrategy: "FAIL_RELOAD", ports: [9080], env: { MODE: "strict" }, maxMemoryPages: 64, callbackBudgetMs: 3 });
+    expect(p).toMatchObject({ key: "shop/auth", modulePath: "/opt/plugins/auth.wasm", sha256: "ab".repeat(32), phase: "AUTHZ", priority: 10, failStrategy: "FAIL_RELOAD", ports: [9080], env: { MODE: "strict" }, maxMemoryPages: 64, callbackBudgetMs: 3, isolation: "inline" });
     expect(p!.targets).toEqual([
       { kind: "Gateway", name: "waypoint", namespace: "shop" },
       { kind: "Service", name: "reviews", namespace: "shop" },

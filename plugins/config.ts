@@ -42,6 +42,12 @@ export interface PluginSpec {
   /** mesh extensions: memory limit in 64 KiB pages, time budget per callback */
   readonly maxMemoryPages: number;
   readonly callbackBudgetMs: number;
+  /**
+   * worker (default): the VM runs in its own thread, so a plugin that loops stalls nothing else.
+   * inline: on the waypoint's thread — a few µs per callback instead of tens, but a plugin that
+   * runs to its time budget holds every request for that long. For trusted plugins only.
+   */
+  readonly isolation: "worker" | "inline";
   /** where it was defined, for messages */
   readonly source: string;
 }
@@ -140,12 +146,14 @@ function readSpec(spec: Obj, path: string, p: DocProblems, name: string | undefi
   }
   let maxMemoryPages: number = PLUGIN_DEFAULTS.maxMemoryPages;
   let callbackBudgetMs: number = PLUGIN_DEFAULTS.callbackBudgetMs;
+  let isolation: PluginSpec["isolation"] = "worker";
   if (spec["limits"] != null) {
     const l = readMap(spec["limits"], at("limits"), p);
     if (l) {
-      checkKeys(l, at("limits"), ["maxMemoryPages", "callbackBudgetMs"], p);
+      checkKeys(l, at("limits"), ["maxMemoryPages", "callbackBudgetMs", "isolation"], p);
       maxMemoryPages = readInt(l, "maxMemoryPages", at("limits"), p, 1, 65536) ?? maxMemoryPages;
       callbackBudgetMs = readInt(l, "callbackBudgetMs", at("limits"), p, 1, 10_000) ?? callbackBudgetMs;
+      isolation = (readString(l, "isolation", at("limits"), p, { oneOf: ["worker", "inline"] }) ?? isolation) as PluginSpec["isolation"];
     }
   }
   if (p.count() > before || !name || !modulePath) return undefined;
@@ -165,6 +173,7 @@ function readSpec(spec: Obj, path: string, p: DocProblems, name: string | undefi
     env: Object.freeze(env),
     maxMemoryPages,
     callbackBudgetMs,
+    isolation,
     source: p.source,
   });
 }

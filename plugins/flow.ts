@@ -177,13 +177,31 @@ abstract class Flow {
           });
       };
       this.released.onWant = () => this.resumeSource(body);
-      let trailers: HeaderPairs | undefined;
+      // The last chunk is held for one turn of the event loop: when the end follows at once (a
+      // small body), chunk and end reach each plugin in one call — one VM round trip, not two.
+      let held: Uint8Array | undefined;
+      let heldTimer: ReturnType<typeof setImmediate> | undefined;
+      const release = (): void => {
+        heldTimer = undefined;
+        const c = held;
+        held = undefined;
+        if (c) enqueue({ t: "d", c, end: false });
+      };
       body.start({
-        data: (c) => enqueue({ t: "d", c, end: false }),
+        data: (c) => {
+          if (held) release();
+          held = c;
+          heldTimer = setImmediate(release);
+        },
         end: (t) => {
-          trailers = t;
-          if (trailers) enqueue({ t: "tr", tr: trailers });
-          else enqueue({ t: "d", c: EMPTY, end: true });
+          if (heldTimer) clearImmediate(heldTimer);
+          heldTimer = undefined;
+          const c = held;
+          held = undefined;
+          if (t) {
+            if (c) enqueue({ t: "d", c, end: false });
+            enqueue({ t: "tr", tr: t });
+          } else enqueue({ t: "d", c: c ?? EMPTY, end: true });
         },
         error: (e) => {
           this.chainTail = this.chainTail.then(() => this.released!.fail(e));

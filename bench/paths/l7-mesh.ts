@@ -33,6 +33,8 @@ export interface L7Plugin {
   /** Root id (Istio `WasmPlugin.spec.pluginName`). */
   pluginName: string;
   pluginConfig: Record<string, string>;
+  /** where the VM runs: a worker thread (default) or the waypoint's own thread */
+  isolation?: "worker" | "inline";
 }
 
 export interface L7MeshPathOptions {
@@ -129,6 +131,7 @@ export function l7MeshConfig(net: string, appPort: number, plugins: readonly L7P
             ...(p.sha256 ? { sha256: p.sha256 } : {}),
             pluginName: p.pluginName,
             pluginConfig: p.pluginConfig,
+            ...(p.isolation ? { limits: { isolation: p.isolation } } : {}),
           })),
         }
       : {}),

@@ -32,8 +32,9 @@ export function chainHeaders(count: number): string[] {
 }
 
 /** `count` add-header instances (`add-header-1` …), one header pair each. */
-export function addHeaderChain(count: number, module: PluginModule): L7Plugin[] {
+export function addHeaderChain(count: number, module: PluginModule, isolation?: "worker" | "inline"): L7Plugin[] {
   return chainHeaders(count).map((header, i) => ({
+    ...(isolation ? { isolation } : {}),
     name: `add-header-${i + 1}`,
     url: module.path,
     sha256: module.sha256,

@@ -35,7 +35,7 @@ describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
   const clientIp = `${subnet}1`;
   const vip = (n: number) => `${subnet}${100 + n}`;
-  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper"] as const;
+  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline"] as const;
   let mesh: TestMesh;
   let waypoint: ZtunnelProcess;
   let app: http.Server;
@@ -119,6 +119,10 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
   limits: {maxMemoryPages: 32}
 `)}${plugin("swap", "swap", `  url: ${join(dir, "swap.wasm")}
 `)}${plugin("upper", "upper", `  url: ${join(dir, "upper.wasm")}
+`)}${plugin("inline", "inline", `  url: ${byName["add-header"]!.outFile}
+  pluginName: add-header
+  pluginConfig: {header: x-inline, value: "yes"}
+  limits: {isolation: inline}
 `)}`,
       });
     mesh = await TestMesh.start({ config: configText("world"), nodes: ["node-a", "node-b"] });
@@ -187,6 +191,12 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect((await looping).status).toBe(503);
     expect((await call("looping", "/spin2")).status).toBe(503);
     expect((await call("web", "/after-loop")).status).toBe(200);
+  });
+
+  test("a trusted plugin can run inline (on the waypoint's thread)", async () => {
+    const r = await call("inline", "/inline");
+    expect(r.status).toBe(200);
+    expect(r.headers["x-inline"]).toBe("yes");
   });
 
   test("a plugin that buffers the request body and rewrites it: the app gets the rewritten body", async () => {
