@@ -73,7 +73,7 @@ function newestTs(dir: string, depth = 0): number {
 
 /**
  * The command that runs `mesh`: dist/mesh (`bun run build`) when it is at least as new as every
- * source file under core/ and cmd/, else `bun cmd/mesh.ts` — a stale binary would measure old code.
+ * source file under core/, cmd/, plugins/ and wasm/, else `bun cmd/mesh.ts` — a stale binary would measure old code.
  */
 export function resolveMeshCommand(o: Pick<L7MeshPathOptions, "repoRoot" | "meshBin" | "fromSource">): { cmd: string[]; note: string } {
   if (o.meshBin) return { cmd: [resolve(o.meshBin)], note: `mesh binary ${resolve(o.meshBin)} (--mesh-bin)` };
@@ -81,7 +81,7 @@ export function resolveMeshCommand(o: Pick<L7MeshPathOptions, "repoRoot" | "mesh
   const bin = join(o.repoRoot, "dist", "mesh");
   const source = { cmd: [process.execPath, cli], note: `bun ${cli} (Bun ${Bun.version})` };
   if (o.fromSource || !existsSync(bin)) return source;
-  const srcTime = Math.max(newestTs(join(o.repoRoot, "core")), newestTs(join(o.repoRoot, "cmd")));
+  const srcTime = Math.max(...["core", "cmd", "plugins", "wasm"].map((d) => newestTs(join(o.repoRoot, d))));
   if (statSync(bin).mtimeMs >= srcTime) return { cmd: [bin], note: `compiled ${bin}` };
   return { ...source, note: `${source.note}; dist/mesh is older than the sources, so not used (\`bun run build\` refreshes it)` };
 }

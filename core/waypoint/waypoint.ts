@@ -145,6 +145,17 @@ export class Waypoint {
       }
       // Built now so a limit combination the HTTP codec cannot use fails start-up, not a request.
       codecLimits(this.tunnelContext().limits);
+      // Plugins load before the listener opens: no request is served without its plugin chain.
+      await this.opts.plugins?.start({
+        configPath: this.opts.configPath,
+        documentFiles: routeFiles,
+        httpCall: this.httpCall,
+        gateways: () => this.gateways(),
+        namespace: this.workload.namespace,
+        nodeId: `waypoint~${this.selfIp}~${this.workload.name}.${this.workload.namespace}`,
+        log,
+        logLevel: this.opts.env.logLevel,
+      });
       const svid = await this.certs.ensure(this.workload.identity);
       const ip = this.selfIp;
       this.listener = await HboneListener.start({
@@ -168,16 +179,6 @@ export class Waypoint {
         admin: createAdminApp({ configDump: () => this.configDump(), quit: () => void this.drain() }),
         metrics: createMetricsApp({ metrics: { render: (accept) => this.renderMetrics(accept) } }),
         readiness: createReadinessApp({ readiness: () => this.readiness() }),
-      });
-      await this.opts.plugins?.start({
-        configPath: this.opts.configPath,
-        documentFiles: routeFiles,
-        httpCall: this.httpCall,
-        gateways: () => this.gateways(),
-        namespace: this.workload.namespace,
-        nodeId: `waypoint~${ip}~${this.workload.name}.${this.workload.namespace}`,
-        log,
-        logLevel: this.opts.env.logLevel,
       });
       this.unsubscribe = this.store.subscribe((next) => this.applyState(next));
       log.info("serving waypoint", { workload: this.workload.name, namespace: this.workload.namespace, identity: this.workload.identity, hbone: `${ip}:${this.listener.port}` });
