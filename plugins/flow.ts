@@ -177,25 +177,31 @@ abstract class Flow {
           });
       };
       this.released.onWant = () => this.resumeSource(body);
-      // The last chunk is held for one turn of the event loop: when the end follows at once (a
-      // small body), chunk and end reach each plugin in one call — one VM round trip, not two.
+      // The last chunk is held for a few microtasks (no event-loop turn): when the end follows at
+      // once (a small body read to its end), chunk and end reach each plugin in one call — one VM
+      // round trip, not two. A body still streaming is released unchanged.
       let held: Uint8Array | undefined;
-      let heldTimer: ReturnType<typeof setImmediate> | undefined;
+      let holdId = 0;
       const release = (): void => {
-        heldTimer = undefined;
         const c = held;
         held = undefined;
         if (c) enqueue({ t: "d", c, end: false });
+      };
+      const releaseLater = (id: number, hops: number): void => {
+        queueMicrotask(() => {
+          if (id !== holdId) return;
+          if (hops > 0) releaseLater(id, hops - 1);
+          else release();
+        });
       };
       body.start({
         data: (c) => {
           if (held) release();
           held = c;
-          heldTimer = setImmediate(release);
+          releaseLater(++holdId, 3);
         },
         end: (t) => {
-          if (heldTimer) clearImmediate(heldTimer);
-          heldTimer = undefined;
+          holdId++;
           const c = held;
           held = undefined;
           if (t) {
