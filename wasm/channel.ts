@@ -17,6 +17,7 @@ import type {
   CommandOutcome,
   DirectionValue,
   Emission,
+  EmissionDraft,
   EmissionKindValue,
   Failure,
   LocalReply,
@@ -478,16 +479,7 @@ function readEmission(r: MessageReader): Emission {
   const dir = r.u8v() as DirectionValue;
   const kind = r.u8v() as EmissionKindValue;
   const flags = r.u8v();
-  const e: {
-    stream: number;
-    dir: DirectionValue;
-    kind: EmissionKindValue;
-    headersKeep?: number;
-    headers?: FlatPairs | null;
-    body?: Uint8Array | null;
-    trailers?: FlatPairs | null;
-    local?: LocalReply;
-  } = { stream, dir, kind };
+  const e: EmissionDraft = { stream, dir, kind };
   if (flags & F_HEADERS) {
     if (flags & F_HEADERS_NULL) e.headers = null;
     else {

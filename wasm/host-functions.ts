@@ -105,6 +105,17 @@ export function createEnv(h: HostState): Record<string, HostFn> {
     return p;
   };
   const mapFor = (type: number): MapAccess | StatusCode => (type >>> 0 > 7 ? Status.BAD_ARGUMENT : h.map(type >>> 0));
+  /** The writable map and the key/value a set-style call names, or the status to return. */
+  const entryEdit = (type: number, kp: number, kl: number, vp: number, vl: number): { m: MapAccess; key: string; value: string } | StatusCode => {
+    const m = mapFor(type);
+    if (typeof m === "number") return m;
+    const key = stringIn(kp, kl, h.maxHeaderBytes);
+    if (typeof key === "number") return key;
+    const value = stringIn(vp, vl, h.maxHeaderBytes);
+    if (typeof value === "number") return value;
+    if (!m.writable) return Status.BAD_ARGUMENT;
+    return { m, key, value };
+  };
 
   const impl: Record<string, HostFn> = {
     proxy_log(level: number, ptr: number, len: number): StatusCode {
@@ -197,13 +208,9 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       return Status.NOT_FOUND;
     },
     proxy_add_header_map_value(type: number, kp: number, kl: number, vp: number, vl: number): StatusCode {
-      const m = mapFor(type);
-      if (typeof m === "number") return m;
-      const key = stringIn(kp, kl, h.maxHeaderBytes);
-      if (typeof key === "number") return key;
-      const value = stringIn(vp, vl, h.maxHeaderBytes);
-      if (typeof value === "number") return value;
-      if (!m.writable) return Status.BAD_ARGUMENT;
+      const e = entryEdit(type, kp, kl, vp, vl);
+      if (typeof e === "number") return e;
+      const { m, key, value } = e;
       const next = m.pairs.slice();
       next.push(key.toLowerCase(), value);
       if (pairsByteSize(next) > h.maxHeaderBytes) return Status.BAD_ARGUMENT;
@@ -211,13 +218,9 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       return Status.OK;
     },
     proxy_replace_header_map_value(type: number, kp: number, kl: number, vp: number, vl: number): StatusCode {
-      const m = mapFor(type);
-      if (typeof m === "number") return m;
-      const key = stringIn(kp, kl, h.maxHeaderBytes);
-      if (typeof key === "number") return key;
-      const value = stringIn(vp, vl, h.maxHeaderBytes);
-      if (typeof value === "number") return value;
-      if (!m.writable) return Status.BAD_ARGUMENT;
+      const e = entryEdit(type, kp, kl, vp, vl);
+      if (typeof e === "number") return e;
+      const { m, key, value } = e;
       const k = key.toLowerCase();
       const next: FlatPairs = [];
       let placed = false;

@@ -86,6 +86,9 @@ export interface Emission {
   readonly local?: LocalReply;
 }
 
+/** An Emission while it is being assembled (decoded or collected), field by field. */
+export type EmissionDraft = { -readonly [K in keyof Emission]: Emission[K] };
+
 export interface Failure {
   /** One of the WASM_* error codes. */
   readonly code: string;

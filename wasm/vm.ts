@@ -40,6 +40,7 @@ import {
   Direction,
   type DirectionValue,
   type Emission,
+  type EmissionDraft,
   EmissionKind,
   type EmissionKindValue,
   emptyEffects,
@@ -174,6 +175,14 @@ interface CallResponse {
 function failureOf(code: string, message: string): Failure {
   return { code, message };
 }
+
+/** A stream's header maps by Proxy-Wasm map type: where the map lives and what marks it changed. */
+const STREAM_MAPS: Readonly<Record<number, { field: "requestHeaders" | "requestTrailers" | "responseHeaders" | "responseTrailers"; dir: "req" | "resp"; flag: "headersModified" | "trailersModified" }>> = {
+  [MapType.HTTP_REQUEST_HEADERS]: { field: "requestHeaders", dir: "req", flag: "headersModified" },
+  [MapType.HTTP_REQUEST_TRAILERS]: { field: "requestTrailers", dir: "req", flag: "trailersModified" },
+  [MapType.HTTP_RESPONSE_HEADERS]: { field: "responseHeaders", dir: "resp", flag: "headersModified" },
+  [MapType.HTTP_RESPONSE_TRAILERS]: { field: "responseTrailers", dir: "resp", flag: "trailersModified" },
+};
 
 export class VmCore implements HostState {
   readonly mem: GuestMemory;
@@ -430,16 +439,7 @@ export class VmCore implements HostState {
     }
     const emissions: Emission[] = [];
     for (const b of this.emissions.values()) {
-      const e: {
-        stream: number;
-        dir: DirectionValue;
-        kind: EmissionKindValue;
-        headersKeep?: number;
-        headers?: FlatPairs | null;
-        body?: Uint8Array | null;
-        trailers?: FlatPairs | null;
-        local?: LocalReply;
-      } = { stream: b.stream.id, dir: b.dir, kind: b.kind };
+      const e: EmissionDraft = { stream: b.stream.id, dir: b.dir, kind: b.kind };
       if (b.headersKeep !== undefined) e.headersKeep = b.headersKeep;
       if (b.headers !== undefined) e.headers = b.headers;
       if (b.body !== undefined) e.body = b.body;
@@ -734,50 +734,18 @@ export class VmCore implements HostState {
     if (s === undefined) return Status.BAD_ARGUMENT;
     const v = s.view;
     const writable = !this.readOnly;
-    switch (type) {
-      case MapType.HTTP_REQUEST_HEADERS:
-        if (v.requestHeaders === undefined) return Status.BAD_ARGUMENT;
-        return {
-          pairs: v.requestHeaders,
-          writable,
-          replace: (next) => {
-            v.requestHeaders = next;
-            s.req.headersModified = true;
-          },
-        };
-      case MapType.HTTP_REQUEST_TRAILERS:
-        if (v.requestTrailers === undefined) return Status.BAD_ARGUMENT;
-        return {
-          pairs: v.requestTrailers,
-          writable,
-          replace: (next) => {
-            v.requestTrailers = next;
-            s.req.trailersModified = true;
-          },
-        };
-      case MapType.HTTP_RESPONSE_HEADERS:
-        if (v.responseHeaders === undefined) return Status.BAD_ARGUMENT;
-        return {
-          pairs: v.responseHeaders,
-          writable,
-          replace: (next) => {
-            v.responseHeaders = next;
-            s.resp.headersModified = true;
-          },
-        };
-      case MapType.HTTP_RESPONSE_TRAILERS:
-        if (v.responseTrailers === undefined) return Status.BAD_ARGUMENT;
-        return {
-          pairs: v.responseTrailers,
-          writable,
-          replace: (next) => {
-            v.responseTrailers = next;
-            s.resp.trailersModified = true;
-          },
-        };
-      default:
-        return Status.BAD_ARGUMENT; // gRPC metadata: no gRPC callouts in this host
-    }
+    const slot = STREAM_MAPS[type];
+    if (slot === undefined) return Status.BAD_ARGUMENT; // gRPC metadata: no gRPC callouts in this host
+    const pairs = v[slot.field];
+    if (pairs === undefined) return Status.BAD_ARGUMENT;
+    return {
+      pairs,
+      writable,
+      replace: (next) => {
+        v[slot.field] = next;
+        s[slot.dir][slot.flag] = true;
+      },
+    };
   }
 
   buffer(type: number): BufferAccess | StatusCode {
