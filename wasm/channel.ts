@@ -20,7 +20,6 @@ import type {
   EmissionDraft,
   EmissionKindValue,
   Failure,
-  LocalReply,
   StartReply,
 } from "./protocol.ts";
 import { Op } from "./protocol.ts";
