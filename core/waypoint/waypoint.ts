@@ -11,7 +11,7 @@ import { PolicySet, parseAuthorizationPolicies } from "../policy/index.ts";
 import { RouteTable, parseDestinationRules, parseHttpRoutes, type DestinationRule, type HttpRoute } from "../routes/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
-import { waitForDrain } from "../drain/index.ts";
+import { drainRole } from "../drain/index.ts";
 import { EndpointBalancer } from "./endpoints.ts";
 import { codecLimits, serveH1 } from "./front-h1.ts";
 import { RequestPipeline } from "./handler.ts";
@@ -382,18 +382,20 @@ export class Waypoint {
   /** Graceful drain: GOAWAY inbound sessions, let open tunnels finish until the deadline, then close. */
   drain(): Promise<number> {
     if (this.drainPromise) return this.drainPromise;
-    this.drainPromise = (async () => {
-      this.draining = true;
-      this.opts.log.info("draining", { tunnels: this.openTunnels.size, deadlineMs: this.opts.env.drainDeadlineMs });
-      this.listener?.drain();
-      // Keep-alive connections finish the request in flight and close; HTTP/2 sessions GOAWAY.
-      for (const t of this.openTunnels) t.close?.();
-      const forced = await waitForDrain({ deadlineMs: this.opts.env.drainDeadlineMs, remaining: () => this.openTunnels.size });
-      await this.shutdownNow();
-      this.opts.log.info("drained", { forced });
-      this.opts.onExit?.(0);
-      return 0;
-    })();
+    this.draining = true;
+    this.drainPromise = drainRole({
+      deadlineMs: this.opts.env.drainDeadlineMs,
+      log: this.opts.log,
+      fields: { tunnels: this.openTunnels.size },
+      stopAccepting: () => {
+        this.listener?.drain();
+        // Keep-alive connections finish the request in flight and close; HTTP/2 sessions GOAWAY.
+        for (const t of this.openTunnels) t.close?.();
+      },
+      remaining: () => this.openTunnels.size,
+      shutdown: () => this.shutdownNow(),
+      ...(this.opts.onExit ? { onExit: this.opts.onExit } : {}),
+    });
     return this.drainPromise;
   }
 

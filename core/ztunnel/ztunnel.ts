@@ -9,7 +9,7 @@ import { parseAuthorizationPolicies } from "../policy/index.ts";
 import { MeshMetrics, type Logger } from "../telemetry/index.ts";
 import type { TlsIdentity } from "../net/index.ts";
 import type { TrackedConnection, ZtunnelContext } from "./context.ts";
-import { waitForDrain } from "../drain/index.ts";
+import { drainRole } from "../drain/index.ts";
 import { Authorizer } from "./authz.ts";
 import { startHeapHygiene } from "./heap.ts";
 import { ILLEGAL_PORTS } from "./route.ts";
@@ -343,20 +343,24 @@ export class Ztunnel {
    */
   drain(): Promise<number> {
     if (this.drainPromise) return this.drainPromise;
-    this.drainPromise = (async () => {
-      this.draining = true;
-      this.unsubscribe?.();
-      this.opts.log.info("draining", { connections: this.connections.size, deadlineMs: this.opts.env.drainDeadlineMs });
-      for (const p of this.proxies.values()) p.drain();
-      this.pool?.drain();
-      const forced = await waitForDrain({ deadlineMs: this.opts.env.drainDeadlineMs, remaining: () => this.connections.size });
-      if (forced > 0) this.opts.log.warn("drain deadline passed; closing remaining connections", { connections: forced });
-      for (const c of [...this.connections]) c.abort("drain deadline");
-      await this.shutdownNow();
-      this.opts.log.info("drained", { forced });
-      this.opts.onExit?.(0);
-      return 0;
-    })();
+    this.draining = true;
+    this.unsubscribe?.();
+    this.drainPromise = drainRole({
+      deadlineMs: this.opts.env.drainDeadlineMs,
+      log: this.opts.log,
+      fields: { connections: this.connections.size },
+      stopAccepting: () => {
+        for (const p of this.proxies.values()) p.drain();
+        this.pool?.drain();
+      },
+      remaining: () => this.connections.size,
+      onDeadline: (forced) => {
+        this.opts.log.warn("drain deadline passed; closing remaining connections", { connections: forced });
+        for (const c of [...this.connections]) c.abort("drain deadline");
+      },
+      shutdown: () => this.shutdownNow(),
+      ...(this.opts.onExit ? { onExit: this.opts.onExit } : {}),
+    });
     return this.drainPromise;
   }
 

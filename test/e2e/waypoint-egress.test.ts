@@ -10,20 +10,8 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TestMesh, ZtunnelProcess, allocSubnet, localConfig, socksConnect, startWaypoint } from "../harness/index.ts";
+import { TestMesh, ZtunnelProcess, allocSubnet, httpOver, localConfig, socksConnect, startWaypoint } from "../harness/index.ts";
 
-function getOver(sock: net.Socket, path: string, host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ method: "GET", path, headers: { host, connection: "close" }, createConnection: () => sock as never }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 function selfSigned(dir: string, name: string): { key: string; cert: string; certPath: string } {
   const keyPath = join(dir, `${name}.key`);
@@ -139,23 +127,23 @@ spec:
   });
 
   test("plain TCP out to an endpoint known by DNS name, with the waypoint's L7 policy applied", async () => {
-    const ok = await getOver(await socksConnect({ host: clientIp }, "api.example.test", 80), "/v1/things", "api.example.test");
+    const ok = await httpOver(await socksConnect({ host: clientIp }, "api.example.test", 80), "/v1/things", "api.example.test");
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.body)).toMatchObject({ tag: "plain", path: "/v1/things", host: "api.example.test" });
-    const denied = await getOver(await socksConnect({ host: clientIp }, "api.example.test", 80), "/blocked/x", "api.example.test");
+    const denied = await httpOver(await socksConnect({ host: clientIp }, "api.example.test", 80), "/blocked/x", "api.example.test");
     expect(denied.status).toBe(403);
     expect(seen).not.toContain("plain/blocked/x");
   });
 
   test("TLS origination verified against the DestinationRule's CA and the service name", async () => {
-    const ok = await getOver(await socksConnect({ host: clientIp }, "secure.example.test", 80), "/secure", "secure.example.test");
+    const ok = await httpOver(await socksConnect({ host: clientIp }, "secure.example.test", 80), "/secure", "secure.example.test");
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.body)).toMatchObject({ tag: "tls", path: "/secure" });
   });
 
   test("a server that fails verification gets nothing: 503, no request reaches it", async () => {
     const before = seen.length;
-    const r = await getOver(await socksConnect({ host: clientIp }, "wrongca.example.test", 80), "/never", "wrongca.example.test");
+    const r = await httpOver(await socksConnect({ host: clientIp }, "wrongca.example.test", 80), "/never", "wrongca.example.test");
     expect(r.status).toBe(503);
     expect(seen.length).toBe(before);
   });

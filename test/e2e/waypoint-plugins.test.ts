@@ -5,31 +5,13 @@
 // plugin that must not stall other traffic, and a hot reload under load with nothing dropped.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http from "node:http";
-import type net from "node:net";
 import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExamples, loadTestdataPlugin } from "../../plugins/build/index.ts";
-import { TestMesh, ZtunnelProcess, allocSubnet, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
+import { TestMesh, ZtunnelProcess, allocSubnet, httpOver, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
 
-function get(sock: net.Socket, path: string, host: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ method: body === undefined ? "GET" : "POST", path, headers: { host, connection: "close", ...headers }, createConnection: () => sock as never }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
 
 describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
@@ -137,7 +119,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
   });
 
   const call = async (svc: (typeof SERVICES)[number], path: string, headers: Record<string, string> = {}, body?: string) =>
-    get(await socksConnect({ host: clientIp }, vip(SERVICES.indexOf(svc)), 80), path, `${svc}.default.svc.cluster.local`, headers, body);
+    httpOver(await socksConnect({ host: clientIp }, vip(SERVICES.indexOf(svc)), 80), path, `${svc}.default.svc.cluster.local`, headers, body);
 
   test("add-header: the response carries the configured header and the app got the request header", async () => {
     const r = await call("web", "/a");

@@ -4,9 +4,8 @@
 // the waypoint's L7 policy still applies and the app never sees it unseen.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http from "node:http";
-import type net from "node:net";
 import { meshCert } from "../attacks/fixtures.ts";
-import { TestMesh, ZtunnelProcess, allocSubnet, hboneConnect, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
+import { TestMesh, ZtunnelProcess, allocSubnet, hboneConnect, httpOver, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
 
 
 const POLICIES = `apiVersion: security.istio.io/v1
@@ -33,18 +32,6 @@ function app(host: string, port: number, seen: string[]): Promise<http.Server> {
 }
 
 /** One HTTP/1.1 GET over an already connected socket (SOCKS or tunnel), connection: close. */
-function getOver(sock: net.Socket | import("node:stream").Duplex, path: string, host = "server.default.svc.cluster.local"): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ method: "GET", path, headers: { host, connection: "close" }, createConnection: () => sock as never }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 describe("ztunnel steers through the waypoint", () => {
   const subnet = allocSubnet();
@@ -81,11 +68,11 @@ describe("ztunnel steers through the waypoint", () => {
 
   test("a client's request to the service VIP goes through the waypoint (its policy applies, its log has the line)", async () => {
     const before = waypoint.accessRecords().length;
-    const ok = await getOver(await socksConnect({ host: clientIp }, serverVip, 80), "/hello");
+    const ok = await httpOver(await socksConnect({ host: clientIp }, serverVip, 80), "/hello", "server.default.svc.cluster.local");
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.body).path).toBe("/hello");
     await until(() => waypoint.accessRecords().length > before, 5000, "waypoint access line");
-    const denied = await getOver(await socksConnect({ host: clientIp }, serverVip, 80), "/secret/x");
+    const denied = await httpOver(await socksConnect({ host: clientIp }, serverVip, 80), "/secret/x", "server.default.svc.cluster.local");
     expect(denied.status).toBe(403);
     expect(seen).not.toContain("/secret/x");
   });
@@ -95,7 +82,7 @@ describe("ztunnel steers through the waypoint", () => {
     const before = waypoint.accessRecords().length;
     const t = await hboneConnect({ address: serverIp, authority: `${serverIp}:8080`, cert, localAddress: clientIp });
     expect(t.status).toBe(200);
-    const r = await getOver(t.stream, "/secret/direct");
+    const r = await httpOver(t.stream, "/secret/direct", "server.default.svc.cluster.local");
     expect(r.status).toBe(403);
     expect(seen).not.toContain("/secret/direct");
     const lineFor = () => waypoint.accessRecords().slice(before).find((x) => (x as Record<string, unknown>).path === "/secret/direct") as Record<string, unknown> | undefined;
@@ -106,7 +93,7 @@ describe("ztunnel steers through the waypoint", () => {
     expect(line?.["src.workload"]).toBe("client");
     t.close();
     const t2 = await hboneConnect({ address: serverIp, authority: `${serverIp}:8080`, cert, localAddress: clientIp });
-    const ok = await getOver(t2.stream, "/fine");
+    const ok = await httpOver(t2.stream, "/fine", "server.default.svc.cluster.local");
     expect(ok.status).toBe(200);
     t2.close();
   });

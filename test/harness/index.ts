@@ -16,3 +16,4 @@ export { TunnelClient, RawInnerH2, H2ErrorCode, rawExchange, parseResponses, hea
 export { H1Client, socksH1, h1Once, socksH2, h2Request, readUntilClosed, readBytes, json, first, sha256, patternBytes, type H1Request, type H1Response, type H2Response, type HeaderList, type TcpOutcome } from "./l7-client.ts";
 export { startHttpApp, startH2App, echoResponse, type HttpApp, type HttpBehaviour, type SeenRequest, type H2App, type H2Behaviour, type H2Seen } from "./l7-apps.ts";
 export { inNamespace, requestLines, connectionLines, traceparent, TRACEPARENT, ISTIO_DURATION_BUCKETS } from "./l7-mesh.ts";
+export { httpOver, type HttpOverReply } from "./http-over.ts";
