@@ -62,7 +62,7 @@ export interface L7Options {
    */
   pluginRate: number;
   /** where the plugin rows' VMs run (`limits.isolation`) */
-  pluginIsolation: "worker" | "inline";
+  pluginIsolation: "auto" | "worker" | "inline";
   /** The app: a JS fetch handler (default) or a native static route. */
   app: "fetch" | "static";
   only: L7PathName[];
@@ -823,7 +823,7 @@ const USAGE = `usage: bun bench/l7.ts [options]
   --only LIST          comma-separated subset of direct,l7,plugin1,plugin5,nginx (default: all)
                        plugin1 / plugin5: the l7 path with 1 / 5 add-header Wasm plugins in the waypoint
   --no-plugins         skip plugin1 and plugin5
-  --plugin-isolation I worker (default) or inline: where the plugin rows' VMs run
+  --plugin-isolation I auto (default), worker or inline: where the plugin rows' VMs run (limits.isolation)
   --plugin-rate R      with plugin rows, also measure l7, plugin1 and plugin5 paced at R req/s (default 200; 0 skips):
                        at --rate the 5-plugin waypoint needs about a core of the 2, so that row also measures queueing
   --app KIND           fetch (a JS handler per request, default) or static (Bun's native static route)
@@ -915,8 +915,8 @@ if (import.meta.main) {
 }
 
 
-function isolationArg(v: unknown): "worker" | "inline" {
-  if (v === undefined) return "worker";
-  if (v === "worker" || v === "inline") return v;
-  throw new Error(`--plugin-isolation must be worker or inline, got ${JSON.stringify(v)}`);
+function isolationArg(v: unknown): "auto" | "worker" | "inline" {
+  if (v === undefined) return "auto";
+  if (v === "auto" || v === "worker" || v === "inline") return v;
+  throw new Error(`--plugin-isolation must be auto, worker or inline, got ${JSON.stringify(v)}`);
 }

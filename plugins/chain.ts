@@ -36,6 +36,8 @@ export class PluginChain implements WaypointPlugins {
   private readonly documentSpecs = new Map<string, PluginSpec[]>();
   private applying: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Plugins ("auto" isolation) moved to a worker: key → the module's sha256 it applies to. */
+  private readonly quarantined = new Map<string, string>();
 
   /** Reads and watches the plugin configuration and modules; loads the plugins. */
   async start(ctx: WaypointPluginsContext): Promise<void> {
@@ -102,7 +104,7 @@ export class PluginChain implements WaypointPlugins {
     const next: LoadedPlugin[] = [];
     for (const spec of specs) {
       const current = this.chain.find((p) => p.spec.key === spec.key);
-      if (current && sameSpec(current.spec, spec) && current.vm && this.moduleUnchanged(current)) {
+      if (current && sameSpec(current.spec, spec) && current.vm && this.moduleUnchanged(current) && !this.movesToWorker(current)) {
         next.push(current);
         continue;
       }
@@ -112,6 +114,18 @@ export class PluginChain implements WaypointPlugins {
     this.chain = orderPlugins(next);
     for (const p of previous) if (!this.chain.includes(p)) this.retire(p);
     this.watchModules();
+  }
+
+  /** A quarantined plugin whose VM still runs on the waypoint's thread: replaced by one in a worker. */
+  private movesToWorker(p: LoadedPlugin): boolean {
+    return p.vm !== undefined && p.vm.isolation === "inline" && this.quarantined.get(p.spec.key) === p.sha256;
+  }
+
+  /** An "auto" plugin was moved to a worker: later VMs of this module start there; the running one is replaced. */
+  private onQuarantine(spec: PluginSpec, sha256: string, reason: string): void {
+    this.quarantined.set(spec.key, sha256);
+    this.ctx?.log.warn("plugin moved to its own worker", { plugin: spec.key, sha256, reason });
+    this.reapply();
   }
 
   private moduleUnchanged(p: LoadedPlugin): boolean {
@@ -141,7 +155,9 @@ export class PluginChain implements WaypointPlugins {
         env: spec.env,
         maxMemoryPages: spec.maxMemoryPages,
         callbackBudgetMs: spec.callbackBudgetMs,
-        isolation: spec.isolation,
+        // a module quarantined once starts in a worker from then on (a new module gets a new chance)
+        isolation: this.quarantined.get(spec.key) === mod.sha256 ? "worker" : spec.isolation,
+        onQuarantine: (reason) => this.onQuarantine(spec, mod.sha256, reason),
         failStrategy: spec.failStrategy,
         httpCall: ctx.httpCall,
         logLevel: ctx.logLevel,
@@ -249,6 +265,7 @@ export class PluginChain implements WaypointPlugins {
       phase: p.spec.phase,
       priority: p.spec.priority,
       isolation: p.spec.isolation,
+      ...(p.vm ? { runsIn: p.vm.isolation } : {}),
       failStrategy: p.spec.failStrategy,
       targets: p.spec.targets,
       loaded: p.vm !== undefined,

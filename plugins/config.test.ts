@@ -14,7 +14,7 @@ function problems(fn: () => unknown): string {
 describe("plugin configuration (Istio WasmPlugin shape)", () => {
   test("a config section entry: defaults, pluginConfig as JSON text, module path relative to the config", () => {
     const [p] = parsePluginSection([{ name: "add-header", url: "plugins/add.wasm", pluginConfig: { header: "x-a", value: "1" }, pluginName: "add-header" }], "/etc/mesh/config.yaml");
-    expect(p).toMatchObject({ key: "default/add-header", modulePath: "/etc/mesh/plugins/add.wasm", configuration: '{"header":"x-a","value":"1"}', rootId: "add-header", phase: "UNSPECIFIED_PHASE", priority: 0, failStrategy: "FAIL_CLOSE", maxMemoryPages: 256, callbackBudgetMs: 5, isolation: "worker" });
+    expect(p).toMatchObject({ key: "default/add-header", modulePath: "/etc/mesh/plugins/add.wasm", configuration: '{"header":"x-a","value":"1"}', rootId: "add-header", phase: "UNSPECIFIED_PHASE", priority: 0, failStrategy: "FAIL_CLOSE", maxMemoryPages: 256, callbackBudgetMs: 5, isolation: "auto" });
     expect(p!.targets).toEqual([]);
   });
 

@@ -43,11 +43,13 @@ export interface PluginSpec {
   readonly maxMemoryPages: number;
   readonly callbackBudgetMs: number;
   /**
-   * worker (default): the VM runs in its own thread, so a plugin that loops stalls nothing else.
-   * inline: on the waypoint's thread — a few µs per callback instead of tens, but a plugin that
-   * runs to its time budget holds every request for that long. For trusted plugins only.
+   * auto (default): on the waypoint's thread (a few µs per callback) while the plugin behaves; moved
+   * to its own worker for good the first time a callback runs past its budget (that once, the
+   * waypoint's thread was held for the budget) or its callbacks keep holding the thread.
+   * worker: its own thread from the start — a plugin that loops never holds other traffic, at tens
+   * of µs per callback. inline: always on the waypoint's thread, never moved (trusted plugins).
    */
-  readonly isolation: "worker" | "inline";
+  readonly isolation: "auto" | "worker" | "inline";
   /** where it was defined, for messages */
   readonly source: string;
 }
@@ -146,14 +148,14 @@ function readSpec(spec: Obj, path: string, p: DocProblems, name: string | undefi
   }
   let maxMemoryPages: number = PLUGIN_DEFAULTS.maxMemoryPages;
   let callbackBudgetMs: number = PLUGIN_DEFAULTS.callbackBudgetMs;
-  let isolation: PluginSpec["isolation"] = "worker";
+  let isolation: PluginSpec["isolation"] = "auto";
   if (spec["limits"] != null) {
     const l = readMap(spec["limits"], at("limits"), p);
     if (l) {
       checkKeys(l, at("limits"), ["maxMemoryPages", "callbackBudgetMs", "isolation"], p);
       maxMemoryPages = readInt(l, "maxMemoryPages", at("limits"), p, 1, 65536) ?? maxMemoryPages;
       callbackBudgetMs = readInt(l, "callbackBudgetMs", at("limits"), p, 1, 10_000) ?? callbackBudgetMs;
-      isolation = (readString(l, "isolation", at("limits"), p, { oneOf: ["worker", "inline"] }) ?? isolation) as PluginSpec["isolation"];
+      isolation = (readString(l, "isolation", at("limits"), p, { oneOf: ["auto", "worker", "inline"] }) ?? isolation) as PluginSpec["isolation"];
     }
   }
   if (p.count() > before || !name || !modulePath) return undefined;

@@ -18,8 +18,21 @@ type Terminal = { readonly kind: "local"; readonly reply: LocalReply } | { reado
 type Stage = { readonly kind: "plugin"; readonly i: number } | { readonly kind: "authz" };
 
 const EMPTY = new Uint8Array(0);
+const HEAD: Ev = { t: "h" };
 /** Released body queued for a consumer that is not reading: reading from the source stops beyond this. */
 const QUEUE_HIGH_WATER = 256 * 1024;
+
+/** One event to a plugin stream: at once when its VM can (phaseNow), else by the named phase call. */
+function phaseOf(s: WasmStream, dir: 0 | 1, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult {
+  if (typeof s.phaseNow === "function") {
+    if (ev.t === "h") return s.phaseNow(dir, 0, headers, undefined, eos);
+    if (ev.t === "d") return s.phaseNow(dir, 1, undefined, ev.c, ev.end);
+    return s.phaseNow(dir, 2, ev.tr, undefined, true);
+  }
+  if (ev.t === "h") return dir === 0 ? s.requestHeaders(headers!, eos) : s.responseHeaders(headers!, eos);
+  if (ev.t === "d") return dir === 0 ? s.requestBody(ev.c, ev.end) : s.responseBody(ev.c, ev.end);
+  return dir === 0 ? s.requestTrailers(ev.tr) : s.responseTrailers(ev.tr);
+}
 
 function localOf(r: PhaseResult): LocalReply {
   const resp = r.response;
@@ -96,7 +109,12 @@ abstract class Flow {
   private released: ReleasedBody | undefined;
   private resolveHead: ((o: PluginOutcome) => void) | undefined;
   private chainTail: Promise<void> = Promise.resolve();
+  /** Events passed asynchronously and not finished (chainTail settles after the last). */
+  private busy = 0;
   private sourcePaused = false;
+  /** The head went through every stage and waits for the body's first event. */
+  private headReady = false;
+  private bodyPassed = false;
 
   constructor(
     protected readonly stages: readonly Stage[],
@@ -111,28 +129,44 @@ abstract class Flow {
   protected abstract authorize(): LocalReply | undefined;
   protected abstract forwardOutcome(body: ReleasedBody): PluginOutcome;
 
-  /** Passes one event through the stages from `from`, depth-first, in order. */
-  private async pass(from: number, ev: Ev, eos: boolean): Promise<void> {
-    if (this.terminal) return;
-    if (from >= this.stages.length) return this.deliver(ev);
-    const stage = this.stages[from]!;
-    if (stage.kind === "authz") {
-      if (ev.t === "h") {
-        const reply = this.authorize();
-        if (reply) return this.end({ kind: "local", reply });
+  /**
+   * Passes one event through the stages from `from`, depth-first, in order. Synchronous while the
+   * stages answer at once (a VM on this thread); a promise from the first stage that does not.
+   */
+  private pass(from: number, ev: Ev, eos: boolean): void | Promise<void> {
+    for (;;) {
+      if (this.terminal) return;
+      if (from >= this.stages.length) return this.deliver(ev);
+      const stage = this.stages[from]!;
+      if (stage.kind === "authz") {
+        if (ev.t === "h") {
+          const reply = this.authorize();
+          if (reply) return this.end({ kind: "local", reply });
+        }
+        from++;
+        continue;
       }
-      return this.pass(from + 1, ev, eos);
+      const i = stage.i;
+      const r = this.call(i, ev, ev.t === "h" ? this.headersFor(i) : undefined, eos);
+      if (r === undefined) {
+        from++; // the plugin never saw this message
+        continue;
+      }
+      if (r instanceof Promise) return r.then((res) => this.passed(from, i, ev, eos, res));
+      return this.passed(from, i, ev, eos, r);
     }
-    const i = stage.i;
-    const r = await this.call(i, ev, ev.t === "h" ? this.headersFor(i) : undefined, eos);
-    if (r === undefined) return this.pass(from + 1, ev, eos); // the plugin never saw this message
+  }
+
+  /** Stage `from` (plugin `i`) answered `r` for `ev`: what it released goes on to the next stage. */
+  private passed(from: number, i: number, ev: Ev, eos: boolean, r: PhaseResult): void | Promise<void> {
+    if (this.terminal) return;
     if (r.action === "local") return this.end({ kind: "local", reply: localOf(r) });
     if (r.action === "reset") return this.end({ kind: "reset" });
     const out: Ev[] = [];
     if (r.headers !== undefined) {
       this.applyReleasedHeaders(r.headers);
       this.headersHeld[i] = false;
-      out.push({ t: "h" });
+      out.push(HEAD);
     } else if (ev.t === "h") this.headersHeld[i] = true;
     const last = ev.t === "tr" || (ev.t === "d" && ev.end);
     if (r.body !== undefined || (last && ev.t === "d" && r.action === "continue")) {
@@ -140,17 +174,61 @@ abstract class Flow {
     }
     if (r.trailers !== undefined) out.push({ t: "tr", tr: mutable(r.trailers) }, { t: "d", c: EMPTY, end: true });
     else if (ev.t === "tr" && r.action === "continue") out.push({ t: "d", c: EMPTY, end: true });
-    for (const e of out) await this.pass(from + 1, e, eos);
+    return this.passAll(from + 1, out, 0, eos);
+  }
+
+  /** Passes `out[k..]` on from stage `from`, one after the other. */
+  private passAll(from: number, out: readonly Ev[], k: number, eos: boolean): void | Promise<void> {
+    for (; k < out.length; k++) {
+      const p = this.pass(from, out[k]!, eos);
+      if (p !== undefined) {
+        const next = k + 1;
+        return next < out.length ? p.then(() => this.passAll(from, out, next, eos)) : p;
+      }
+    }
+  }
+
+  /** pass() for a caller that wants one promise and no exception. */
+  private passSafely(ev: Ev, eos: boolean): Promise<void> | undefined {
+    let p: void | Promise<void>;
+    try {
+      p = this.pass(0, ev, eos);
+    } catch (e) {
+      this.internalError(e);
+      return undefined;
+    }
+    return p === undefined ? undefined : p.catch((e: unknown) => this.internalError(e));
+  }
+
+  private internalError(e: unknown): void {
+    this.end({ kind: "local", reply: { status: 500, body: "", details: `wasm_internal_error: ${String(e)}` } });
   }
 
   private deliver(ev: Ev): void {
     if (ev.t === "h") {
-      const resolve = this.resolveHead;
-      this.resolveHead = undefined;
-      resolve?.(this.forwardOutcome(this.released!));
+      // With a body whose first event is not through the chain yet, the head waits for it, at most
+      // until the next event-loop turn: head and body then leave in one write (one tunnel frame)
+      // instead of two, and a body still on its way does not hold the head back.
+      if (this.bodyPassed || this.released!.empty) this.releaseHead();
+      else {
+        this.headReady = true;
+        setImmediate(() => this.releaseHead());
+      }
       return;
     }
     this.released!.push(ev);
+  }
+
+  private releaseHead(): void {
+    const resolve = this.resolveHead;
+    this.resolveHead = undefined;
+    resolve?.(this.forwardOutcome(this.released!));
+  }
+
+  /** A body event went through every stage. */
+  private bodyEventPassed(): void {
+    this.bodyPassed = true;
+    if (this.headReady) this.releaseHead();
   }
 
   private end(t: Terminal): void {
@@ -165,16 +243,23 @@ abstract class Flow {
   protected runFlow(body: BodySource): Promise<PluginOutcome> {
     this.released = new ReleasedBody(body.empty);
     const head = new Promise<PluginOutcome>((resolve) => (this.resolveHead = resolve));
-    this.chainTail = this.pass(0, { t: "h" }, body.empty).catch((e) => this.end({ kind: "local", reply: { status: 500, body: "", details: `wasm_internal_error: ${String(e)}` } }));
+    const first = this.passSafely(HEAD, body.empty);
+    if (first !== undefined) this.track(first);
     if (!body.empty) {
       const enqueue = (ev: Ev): void => {
         body.pause();
         this.sourcePaused = true;
-        this.chainTail = this.chainTail
-          .then(() => this.pass(0, ev, false))
-          .then(() => {
-            if (!this.released!.full && !this.terminal) this.resumeSource(body);
-          });
+        const after = (): void => {
+          this.bodyEventPassed();
+          if (!this.released!.full && !this.terminal) this.resumeSource(body);
+        };
+        if (this.busy === 0) {
+          // nothing ahead of it: straight through while the stages answer at once (the source
+          // is resumed from a microtask, not from inside its own callback)
+          const p = this.passSafely(ev, false);
+          if (p === undefined) queueMicrotask(after);
+          else this.track(p.then(after));
+        } else this.track(this.chainTail.then(() => this.passSafely(ev, false)).then(after));
       };
       this.released.onWant = () => this.resumeSource(body);
       // The last chunk is held for a few microtasks (no event-loop turn): when the end follows at
@@ -210,11 +295,20 @@ abstract class Flow {
           } else enqueue({ t: "d", c: c ?? EMPTY, end: true });
         },
         error: (e) => {
-          this.chainTail = this.chainTail.then(() => this.released!.fail(e));
+          if (this.busy === 0) this.released!.fail(e);
+          else this.track(this.chainTail.then(() => this.released!.fail(e)));
         },
       });
     }
     return head;
+  }
+
+  /** An event still on its way through the stages; later events queue behind it. */
+  private track(p: Promise<void>): void {
+    this.busy++;
+    this.chainTail = p.then(() => {
+      this.busy--;
+    });
   }
 
   private resumeSource(body: BodySource): void {
@@ -280,9 +374,7 @@ export class RequestFlow extends Flow {
       // FAIL_OPEN without a VM: pass the event through unchanged
       return ev.t === "h" ? { action: "continue", headers: headers! } : ev.t === "d" ? { action: "continue", body: ev.c } : { action: "continue", trailers: ev.tr };
     }
-    if (ev.t === "h") return s.requestHeaders(headers!, eos);
-    if (ev.t === "d") return s.requestBody(ev.c, ev.end);
-    return s.requestTrailers(ev.tr);
+    return phaseOf(s, 0, ev, headers, eos);
   }
 
   protected authorize(): LocalReply | undefined {
@@ -335,9 +427,7 @@ export class ResponseFlow extends Flow {
     if (u) return u.action === "continue" ? undefined : u;
     const s = this.streamOf(i);
     if (!s) return undefined;
-    if (ev.t === "h") return s.responseHeaders(headers!, eos);
-    if (ev.t === "d") return s.responseBody(ev.c, ev.end);
-    return s.responseTrailers(ev.tr);
+    return phaseOf(s, 1, ev, headers, eos);
   }
 
   protected authorize(): undefined {

@@ -13,6 +13,7 @@ export {
   failStrategyResult,
   WasmPlugin,
   type FailStrategy,
+  type PluginIsolation,
   type HeaderPairs,
   type HttpCallFn,
   type HttpCallResult,

@@ -80,8 +80,8 @@ describe("fail strategies", () => {
 
 describe("time budget", () => {
   test("a looping callback is stopped at its budget; other plugins and requests are served meanwhile", async () => {
-    const looping = await testPlugin(UNRULY, { callbackBudgetMs: 400, name: "looping" });
-    const healthy = await testPlugin(UNRULY, { name: "healthy" });
+    const looping = await testPlugin(UNRULY, { callbackBudgetMs: 400, name: "looping", isolation: "worker" });
+    const healthy = await testPlugin(UNRULY, { name: "healthy", isolation: "worker" });
     await looping.plugin.start();
     await healthy.plugin.start();
     const order: string[] = [];
@@ -120,7 +120,7 @@ describe("time budget", () => {
   test("a worker that does not answer is terminated by the main thread", async () => {
     // each loop iteration clears 4 MiB, so the in-module budget check (every 1000 iterations)
     // comes long after the main thread's deadline (5 ms + 20 ms grace)
-    const { plugin } = await testPlugin(UNRULY, { callbackBudgetMs: 5, killGraceMs: 20, maxMemoryPages: 64 });
+    const { plugin } = await testPlugin(UNRULY, { callbackBudgetMs: 5, killGraceMs: 20, maxMemoryPages: 64, isolation: "worker" });
     await plugin.start();
     const r = await plugin.stream().requestHeaders(with_("x-fill"), true);
     expect(r.action).toBe("local");
@@ -137,6 +137,102 @@ describe("time budget", () => {
     expect(isMeshError(r.failure, ErrorCodes.WASM_TIMEOUT)).toBe(true);
     expect((await plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
     await plugin.stop();
+  });
+});
+
+// Spins on the WASI monotonic clock for 3 ms when the request carries x-slow; once per start when
+// the configuration says "slow-start" (300 ms in proxy_on_vm_start).
+const SLOW = `
+(func $now (result i64)
+  (drop (call $wasi_clock_time_get (i32.const 1) (i64.const 0) (i32.const 272)))
+  (i64.load (i32.const 272)))
+(func $spin (param $ns i64) (local $end i64)
+  (local.set $end (i64.add (call $now) (local.get $ns)))
+  (loop $l (br_if $l (i64.lt_u (call $now) (local.get $end)))))
+(func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+  (if (i32.eq (local.get 1) (i32.const 10)) (then (call $spin (i64.const 300000000))))
+  (i32.const 1))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (if (i32.eqz (call $proxy_get_header_map_value (i32.const 0) {{"x-slow"}} (i32.const 256) (i32.const 260)))
+    (then (call $spin (i64.const 3000000))))
+  (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-served"}} {{"1"}}))
+  (i32.const 0))
+`;
+
+describe("auto isolation (the default): the calling thread while the plugin behaves, a worker after", () => {
+  test("a callback past its budget: that request fails per strategy, and the plugin runs in its own worker from then on", async () => {
+    const reasons: string[] = [];
+    const { plugin, hostLogs } = await testPlugin(UNRULY, { callbackBudgetMs: 60, onQuarantine: (r) => reasons.push(r) });
+    await plugin.start();
+    expect(plugin.isolation).toBe("inline");
+    expect((await plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
+    // on the calling thread, the loop holds it for the budget (and no longer)
+    const t0 = performance.now();
+    const first = plugin.stream().requestHeaders(with_("x-loop"), true);
+    const held = performance.now() - t0;
+    expect(held).toBeGreaterThanOrEqual(55);
+    expect(held).toBeLessThan(2000);
+    const r = await first;
+    expect(r.action).toBe("local");
+    expect(isMeshError(r.failure, ErrorCodes.WASM_TIMEOUT)).toBe(true);
+    expect(plugin.isolation).toBe("worker");
+    expect(reasons).toEqual([expect.stringContaining("past its time budget")]);
+    expect(hostLogs.some((l) => l.includes("moved to its own worker"))).toBe(true);
+    // the next VM is a worker: a loop no longer holds the calling thread
+    const order: string[] = [];
+    const t1 = performance.now();
+    const stuck = plugin
+      .stream()
+      .requestHeaders(with_("x-loop"), true)
+      .then((x) => {
+        order.push("looping");
+        return x;
+      });
+    expect(performance.now() - t1).toBeLessThan(30);
+    await Bun.sleep(5);
+    order.push("timer");
+    expect(isMeshError((await stuck).failure, ErrorCodes.WASM_TIMEOUT)).toBe(true);
+    expect(order).toEqual(["timer", "looping"]);
+    expect((await plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
+    expect(plugin.isolation).toBe("worker");
+    expect(reasons.length).toBe(1);
+    await plugin.stop();
+  });
+
+  test("callbacks that keep holding the thread (3 over 1 ms) move it to a worker; the requests themselves succeed", async () => {
+    const reasons: string[] = [];
+    const { plugin } = await testPlugin(SLOW, { callbackBudgetMs: 100, onQuarantine: (r) => reasons.push(r) });
+    await plugin.start();
+    for (let i = 0; i < 2; i++) expect((await plugin.stream().requestHeaders(with_("x-slow"), true)).headers).toEqual([...with_("x-slow"), ["x-served", "1"]]);
+    for (let i = 0; i < 20; i++) expect((await plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
+    expect(plugin.isolation).toBe("inline"); // two slow callbacks are not enough (a preempted process looks the same)
+    expect((await plugin.stream().requestHeaders(with_("x-slow"), true)).action).toBe("continue");
+    expect(plugin.isolation).toBe("worker");
+    expect(reasons).toEqual([expect.stringContaining("held the waypoint's thread longer than 1 ms")]);
+    await plugin.stop();
+  });
+
+  test("a start that runs long on the calling thread is run again in a worker, and the plugin works", async () => {
+    const reasons: string[] = [];
+    const { plugin } = await testPlugin(SLOW, { vmConfiguration: "slow-start", onQuarantine: (r) => reasons.push(r) });
+    await plugin.start();
+    expect(plugin.isolation).toBe("worker");
+    expect(reasons).toEqual([expect.stringContaining("its start ran past")]);
+    expect((await plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
+    await plugin.stop();
+  });
+
+  test("isolation: inline is never moved; isolation: worker starts in a worker", async () => {
+    const inline = await testPlugin(UNRULY, { callbackBudgetMs: 20, isolation: "inline" });
+    await inline.plugin.start();
+    await inline.plugin.stream().requestHeaders(with_("x-loop"), true);
+    expect((await inline.plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
+    expect(inline.plugin.isolation).toBe("inline");
+    await inline.plugin.stop();
+    const worker = await testPlugin(UNRULY, { isolation: "worker" });
+    await worker.plugin.start();
+    expect(worker.plugin.isolation).toBe("worker");
+    await worker.plugin.stop();
   });
 });
 

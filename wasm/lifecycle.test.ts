@@ -7,7 +7,7 @@ import { ErrorCodes } from "../core/errors/index.ts";
 import { renderPrometheus } from "./metrics.ts";
 import type { HttpCallFn } from "./plugin.ts";
 import { SharedState } from "./shared.ts";
-import { bytes, REQ, RESP, testPlugin, text, until } from "./testdata/plugins.ts";
+import { bytes, REQ, RESP, testPlugin, testPlugin as testPluginIn, text, until } from "./testdata/plugins.ts";
 import { pairsLiteral } from "./testdata/wat.ts";
 
 const GET_A = pairsLiteral([":method", "GET", ":path", "/", ":authority", "a"]);
@@ -28,7 +28,9 @@ const RECORDER = `
 (func (export "proxy_on_delete") (param i32) (call $log3 {{"delete"}} (local.get 0) (i32.const 0) (i32.const 0)))
 `;
 
-for (const isolation of ["worker", "inline"] as const) {
+for (const isolation of ["worker", "inline", "auto"] as const) {
+  // every stream test in each place a VM can run
+  const testPlugin: typeof testPluginIn = (body, opts = {}, m) => testPluginIn(body, { isolation, ...opts }, m);
   describe(`lifecycle (${isolation})`, () => {
     test("start sequence and the full call order of one stream", async () => {
       const { plugin, logs } = await testPlugin(RECORDER, { isolation, configuration: '{"greeting":"hi"}', vmConfiguration: "vm" });
@@ -529,6 +531,55 @@ describe("shared state across plugins (workers)", () => {
     await until(() => logs.length > 0, "the callout failure");
     expect(logs).toEqual(["response 0 0 0"]);
     expect(ErrorCodes.WASM_TRAP).toBe("WASM_TRAP");
+    await plugin.stop();
+  });
+});
+
+describe("phaseNow: a phase without a promise when the VM can run it at once", () => {
+  const ADD = `(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+      (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-now"}} {{"1"}})) (i32.const 0))
+    (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+      (if (i32.eqz (local.get 2)) (then (return (i32.const 1)))) (i32.const 0))`;
+
+  test("on the calling thread and idle: the result itself, the same as the named call would give", async () => {
+    const { plugin } = await testPlugin(ADD, { isolation: "auto" });
+    await plugin.start();
+    const s = plugin.stream();
+    const r = s.phaseNow(0, 0, REQ, undefined, true);
+    expect(r instanceof Promise).toBe(false);
+    expect((r as { headers: unknown }).headers).toEqual([...REQ, ["x-now", "1"]]);
+    // a body the plugin buffers until its end: the first chunk is held (stop), the end releases both
+    expect(s.phaseNow(1, 0, RESP, undefined, false)).toMatchObject({ action: "continue" });
+    expect(s.phaseNow(1, 1, undefined, bytes("ab"), false)).toMatchObject({ action: "stop" });
+    const end = s.phaseNow(1, 1, undefined, bytes("cd"), true);
+    expect(end instanceof Promise).toBe(false);
+    expect(text((end as { body: Uint8Array }).body)).toBe("abcd");
+    await s.done();
+    await plugin.stop();
+  });
+
+  test("in a worker: a promise with the same result", async () => {
+    const { plugin } = await testPlugin(ADD, { isolation: "worker" });
+    await plugin.start();
+    const s = plugin.stream();
+    const r = s.phaseNow(0, 0, REQ, undefined, true);
+    expect(r instanceof Promise).toBe(true);
+    expect((await r).headers).toEqual([...REQ, ["x-now", "1"]]);
+    await s.done();
+    await plugin.stop();
+  });
+
+  test("a phase of a direction that already waits queues behind it instead of overtaking", async () => {
+    const { plugin } = await testPlugin(ADD, { isolation: "worker" });
+    await plugin.start();
+    const s = plugin.stream();
+    const first = s.phaseNow(1, 0, RESP, undefined, false);
+    const second = s.phaseNow(1, 1, undefined, bytes("x"), true);
+    expect(first instanceof Promise && second instanceof Promise).toBe(true);
+    const order: string[] = [];
+    await Promise.all([Promise.resolve(first).then(() => order.push("headers")), Promise.resolve(second).then(() => order.push("body"))]);
+    expect(order).toEqual(["headers", "body"]);
+    await s.done();
     await plugin.stop();
   });
 });

@@ -29,6 +29,7 @@ import { defaultWorkerUrl, runAsync, spawnInline, spawnWorker, type SpawnOptions
 
 export type HeaderPairs = readonly (readonly [string, string])[];
 export type FailStrategy = "FAIL_CLOSE" | "FAIL_OPEN" | "FAIL_RELOAD";
+export type PluginIsolation = "auto" | "worker" | "inline";
 
 export type HttpCallResult =
   | { readonly headers: HeaderPairs; readonly body?: Uint8Array; readonly trailers?: HeaderPairs }
@@ -76,8 +77,15 @@ export interface WasmPluginOptions {
   readonly maxHeaderBytes?: number;
   readonly logLevel?: LogLevelName;
   readonly failStrategy?: FailStrategy;
-  /** "worker" (default) runs the VM in its own thread; "inline" on the calling thread. */
-  readonly isolation?: "worker" | "inline";
+  /**
+   * Where the VM runs. "auto" (default): on the calling thread while the plugin behaves, moved to
+   * its own worker for good once a callback runs past its budget, its start runs long, or its
+   * callbacks keep holding the thread (see AUTO_SLOW_*). "worker": its own thread from the start.
+   * "inline": always on the calling thread.
+   */
+  readonly isolation?: PluginIsolation;
+  /** In "auto" mode: the plugin was moved to a worker (`reason` says why). */
+  readonly onQuarantine?: (reason: string) => void;
   readonly httpCall?: HttpCallFn;
   /** Upstream names proxy_http_call accepts (others get BAD_ARGUMENT); default: any. */
   readonly httpCallUpstreams?: readonly string[];
@@ -137,6 +145,13 @@ export interface WasmStream {
   responseBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult>;
   responseTrailers(trailers: HeaderPairs): Promise<PhaseResult>;
   /**
+   * The six phase calls in one, for embedders on a hot path: when the VM runs on the calling
+   * thread and is idle, the phase runs at once and its result is returned as is (no promise, no
+   * microtask); otherwise the same promise as the named methods. `part`: 0 headers, 1 body, 2
+   * trailers; `dir`: 0 request, 1 response.
+   */
+  phaseNow(dir: 0 | 1, part: 0 | 1 | 2, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
+  /**
    * The stream is over: queues proxy_on_done/on_log/on_delete (batched, sent within 5 ms) and
    * settles phases still waiting with `reset`. Need not be awaited; the promise resolves once
    * those callbacks ran, or once they never will (the stream never reached the VM, the VM failed,
@@ -156,6 +171,16 @@ const DEFAULTS = {
   workerSpinMicros: 0,
 } as const;
 const MAX_BATCH = 64;
+/**
+ * "auto" isolation: a callback that holds the calling thread longer than this counts as slow;
+ * this many slow callbacks within the window move the plugin to a worker. More than one, so a
+ * single preemption of the process (a busy 2-core node) does not count as the plugin's doing.
+ */
+const AUTO_SLOW_NS = 1_000_000;
+const AUTO_SLOW_COUNT = 3;
+const AUTO_SLOW_WINDOW_MS = 60_000;
+/** "auto" isolation: the start sequence's budget on the calling thread; past it, it starts again in a worker. */
+const AUTO_INLINE_START_MS = 250;
 const DONE_FLUSH_MS = 5;
 const DONE_FLUSH_COUNT = 128;
 const RESTART_MIN_INTERVAL_MS = 1000;
@@ -197,7 +222,7 @@ interface Released {
 
 /** The phase call of a direction that waits for the VM. */
 interface Pending {
-  readonly resolve: (r: PhaseResult) => void;
+  resolve: (r: PhaseResult) => void;
   readonly eos: boolean;
   /** What was released for this call so far (including what earlier commands released). */
   readonly acc: Released;
@@ -232,9 +257,9 @@ class MainDir {
   }
 
   /** Runs `start` now, or after the phases already pending in this direction. */
-  enter(start: () => Promise<PhaseResult>): Promise<PhaseResult> {
+  enter<T extends PhaseResult | Promise<PhaseResult>>(start: () => T): T | Promise<PhaseResult> {
     if (this.pending === undefined && this.waiting.length === 0) return start();
-    return new Promise<PhaseResult>((resolve) => this.waiting.push(() => void start().then(resolve)));
+    return new Promise<PhaseResult>((resolve) => this.waiting.push(() => void Promise.resolve(start()).then(resolve)));
   }
 
   /** Takes what was released while no call was pending. */
@@ -286,6 +311,64 @@ class PluginStream implements WasmStream {
     return this.props;
   }
 
+  /**
+   * A phase run at once when the VM is on this thread and idle: its result, or a promise when the
+   * plugin keeps the call waiting (it holds end-of-stream data) or the VM is not free.
+   */
+  private phaseNowOr(
+    d: DirectionValue,
+    eos: boolean,
+    build: (create: StreamProperties | undefined) => Command,
+    chunk?: Uint8Array,
+  ): PhaseResult | Promise<PhaseResult> {
+    const dir = this.dir(d);
+    if (dir.pending !== undefined || this.finished !== undefined || this.doneQueued || this.failure !== undefined || !this.plugin.idleOnThisThread()) {
+      return this.phase(d, eos, build, chunk);
+    }
+    if (!this.plugin.adopt(this)) return this.phase(d, eos, build, chunk);
+    let result: PhaseResult | undefined;
+    const p: Pending = { resolve: (r) => (result = r), eos, acc: dir.takeCarry(), seq: Infinity };
+    dir.pending = p;
+    const held = chunk === undefined ? undefined : { bytes: chunk, seq: Infinity };
+    if (held !== undefined) dir.held.push(held);
+    let cmd: Command;
+    try {
+      cmd = build(this.createProps());
+    } catch (e) {
+      this.fail(new MeshError(ErrorCodes.INTERNAL, `cannot pass the phase to plugin ${this.plugin.name}: ${String(e)}`, { cause: e }));
+      return result ?? { action: "reset" };
+    }
+    // the sequence is known before the VM runs: deliver() compares against it
+    const seq = this.plugin.nextSeq();
+    p.seq = seq;
+    if (held !== undefined) held.seq = seq;
+    this.plugin.runNow(cmd, this, seq);
+    if (result !== undefined) return result;
+    // still waiting (a stop at end of stream, until the plugin resumes): settle later
+    return new Promise<PhaseResult>((resolve) => {
+      if (result !== undefined) resolve(result);
+      else p.resolve = resolve;
+    });
+  }
+
+  phaseNow(dir: 0 | 1, part: 0 | 1 | 2, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult> {
+    const d = dir === 0 ? Direction.REQUEST : Direction.RESPONSE;
+    const side = this.dir(d);
+    if (part === 0) {
+      const h = headers ?? [];
+      side.headers = h;
+      return this.phaseNowOr(d, endOfStream, (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(h), eos: endOfStream, ...(create ? { create } : {}) }));
+    }
+    if (part === 1) {
+      const c = chunk ?? EMPTY;
+      if (c.length > this.plugin.maxBufferBytes) return this.body(d, c, endOfStream);
+      return this.phaseNowOr(d, endOfStream, (create) => ({ op: Op.BODY, stream: this.id, dir: d, body: c, eos: endOfStream, ...(create ? { create } : {}) }), c);
+    }
+    const t = headers ?? [];
+    side.trailers = t;
+    return this.phaseNowOr(d, true, (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(t), ...(create ? { create } : {}) }));
+  }
+
   private phase(
     d: DirectionValue,
     eos: boolean,
@@ -316,7 +399,7 @@ class PluginStream implements WasmStream {
         if (held !== undefined) held.seq = seq;
       });
     };
-    return dir.enter(run);
+    return dir.enter(run) as Promise<PhaseResult>;
   }
 
   /** An immediate result; lets the next waiting phase of the direction start. */
@@ -595,6 +678,9 @@ export class WasmPlugin {
   };
   /** VM (re)starts so far, including the first. */
   starts = 0;
+  /** Where the current (or next) VM runs. */
+  private runsIn: "inline" | "worker";
+  private slowSince: number[] = [];
 
   constructor(options: WasmPluginOptions) {
     this.o = options;
@@ -605,6 +691,35 @@ export class WasmPlugin {
     const level = LOG_LEVEL_NAMES.indexOf(options.logLevel ?? "info");
     this.logLevel = (level < 0 ? 2 : level) as LogLevelValue;
     this.shared = options.sharedState ?? processSharedState;
+    this.runsIn = options.isolation === "worker" ? "worker" : "inline";
+  }
+
+  /** Where the VM runs now: on the calling thread or in its own worker. */
+  get isolation(): "inline" | "worker" {
+    return this.runsIn;
+  }
+
+  /** "auto" mode: from now on the VM runs in a worker (the current one, if inline, until replaced). */
+  private quarantine(reason: string): void {
+    if (this.o.isolation === "inline" || this.o.isolation === "worker" || this.runsIn === "worker") return;
+    this.runsIn = "worker";
+    this.hostLog("warn", `plugin moved to its own worker: ${reason}`);
+    try {
+      this.o.onQuarantine?.(reason);
+    } catch {
+      // the embedder's reaction must not take the plugin down
+    }
+  }
+
+  /** "auto" mode: a batch that ran on the calling thread; slow callbacks, repeated, quarantine the plugin. */
+  private noteInlineTime(slowestNs: number | undefined): void {
+    if (slowestNs === undefined || slowestNs <= AUTO_SLOW_NS || this.runsIn === "worker" || this.o.isolation !== undefined && this.o.isolation !== "auto") return;
+    const now = Date.now();
+    this.slowSince = this.slowSince.filter((t) => now - t < AUTO_SLOW_WINDOW_MS);
+    this.slowSince.push(now);
+    if (this.slowSince.length >= AUTO_SLOW_COUNT) {
+      this.quarantine(`${AUTO_SLOW_COUNT} callbacks within ${AUTO_SLOW_WINDOW_MS / 1000} s held the waypoint's thread longer than ${AUTO_SLOW_NS / 1e6} ms (the last ${(slowestNs / 1e6).toFixed(1)} ms)`);
+    }
   }
 
   /** Static facts about the module (available after start()). */
@@ -680,11 +795,14 @@ export class WasmPlugin {
   private async spawn(first: boolean): Promise<void> {
     if (this.module === undefined) throw new MeshError(ErrorCodes.INTERNAL, `plugin ${this.name} is not started`);
     const cfg = this.vmConfig();
+    const auto = this.o.isolation === undefined || this.o.isolation === "auto";
+    const inline = this.runsIn === "inline";
     const o: SpawnOptions = {
       module: this.module,
       abi: this.report!.abiVersion!,
       memory: this.memory,
-      config: cfg,
+      // an "auto" start on the calling thread gets a short budget; past it, it runs again in a worker
+      config: inline && auto && cfg.startBudgetMs > AUTO_INLINE_START_MS ? { ...cfg, startBudgetMs: AUTO_INLINE_START_MS } : cfg,
       services: this.services(),
       killGraceMs: this.o.killGraceMs ?? DEFAULTS.killGraceMs,
       spinMicros: this.o.spinMicros ?? DEFAULTS.spinMicros,
@@ -693,9 +811,14 @@ export class WasmPlugin {
       workerUrl: this.o.workerUrl ?? defaultWorkerUrl(),
     };
     const maxChannel = 4 * cfg.maxBufferBytes + 64 * cfg.maxHeaderBytes + (8 << 20);
-    if (this.o.isolation !== "inline") this.maxChannelBytes = maxChannel;
-    const { vm, start } = this.o.isolation === "inline" ? await spawnInline(o) : await spawnWorker(o, maxChannel);
+    this.maxChannelBytes = inline ? Number.POSITIVE_INFINITY : maxChannel;
+    const { vm, start } = inline ? await spawnInline(o) : await spawnWorker(o, maxChannel);
     this.starts++;
+    if (!start.ok && inline && auto && start.failure?.code === ErrorCodes.WASM_TIMEOUT) {
+      vm.close();
+      this.quarantine(`its start ran past ${AUTO_INLINE_START_MS} ms on the waypoint's thread`);
+      return this.spawn(first);
+    }
     this.applyEffects(start.effects);
     if (!start.ok) {
       vm.close();
@@ -734,6 +857,31 @@ export class WasmPlugin {
       this.streams.set(s.id, s);
     }
     return true;
+  }
+
+  /** The VM runs on this thread and nothing is queued or running: a command may run at once. */
+  idleOnThisThread(): boolean {
+    return this.vm?.runNow !== undefined && !this.inFlight && this.queue.length === 0 && !this.stopped && this.starting === undefined;
+  }
+
+  nextSeq(): number {
+    return ++this.seq;
+  }
+
+  /** Runs one command at once (see idleOnThisThread); its emissions are delivered before this returns. */
+  runNow(cmd: Command, stream: PluginStream, seq: number): void {
+    const vm = this.vm!;
+    const gen = this.gen;
+    const q: Queued = { cmd, stream, seq };
+    if (stream.sentGen === undefined) stream.sentGen = gen;
+    this.inFlight = true;
+    const { reply, slowestNs } = vm.runNow!([cmd]);
+    this.inFlight = false;
+    this.noteInlineTime(slowestNs);
+    this.onReply([q], reply, gen);
+    // what the plugin queued meanwhile (callout responses, queue wake-ups) runs as usual
+    if (this.queue.length > 0) this.pump();
+    else this.notifyIdle();
   }
 
   /** Queues a command for the VM; returns its sequence number. */
@@ -790,8 +938,9 @@ export class WasmPlugin {
     try {
       vm.run(
         batch.map((q) => q.cmd),
-        (error, reply) => {
+        (error, reply, slowestNs) => {
           this.inFlight = false;
+          this.noteInlineTime(slowestNs);
           if (error !== undefined || reply === undefined) this.onDead(batch, error, gen);
           else this.onReply(batch, reply, gen);
           this.pump();
@@ -943,6 +1092,7 @@ export class WasmPlugin {
    */
   private vmFailed(err: MeshError): void {
     this.hostLog("error", `plugin failed: [${err.code}] ${err.message}`);
+    if (err.code === ErrorCodes.WASM_TIMEOUT && this.runsIn === "inline") this.quarantine("a callback ran past its time budget on the waypoint's thread");
     this.vm?.close();
     this.vm = undefined;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);

@@ -269,6 +269,8 @@ describe("nothing is left waiting", () => {
       {
         maxBufferBytes: 1024,
         maxHeaderBytes: 1024,
+        // the channel to a worker is what bounds a command here
+        isolation: "worker",
         httpCall: async () => ({ headers: [[":status", "200"]], body: new Uint8Array(9 << 20) }),
       },
     );

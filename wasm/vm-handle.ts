@@ -31,11 +31,14 @@ export class VmDead extends Error {
   }
 }
 
-export type RunCallback = (error: VmDead | undefined, reply: BatchReply | undefined) => void;
+/** `slowestNs`: the longest single command of the batch, when the VM ran on the calling thread. */
+export type RunCallback = (error: VmDead | undefined, reply: BatchReply | undefined, slowestNs?: number) => void;
 
 export interface VmHandle {
   /** Runs a batch; calls back (never synchronously) with the reply or with VmDead. */
   run(cmds: readonly Command[], done: RunCallback): void;
+  /** A VM on the calling thread also runs a batch at once. */
+  runNow?(cmds: readonly Command[]): { reply: BatchReply; slowestNs: number };
   close(): void;
 }
 
@@ -67,7 +70,12 @@ export async function spawnInline(o: SpawnOptions): Promise<{ vm: VmHandle; star
     vm: {
       run: (cmds, done) => {
         const r = vm.execute(cmds);
-        queueMicrotask(() => done(undefined, r));
+        const slowest = vm.slowestCommandNs;
+        queueMicrotask(() => done(undefined, r, slowest));
+      },
+      runNow: (cmds) => {
+        const reply = vm.execute(cmds);
+        return { reply, slowestNs: vm.slowestCommandNs };
       },
       close: () => {},
     },

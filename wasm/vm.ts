@@ -67,12 +67,22 @@ type Fn = (...args: number[]) => number | undefined;
 /** Growable byte buffer for a body the plugin holds. */
 class ByteBuf {
   private buf: Uint8Array = EMPTY;
+  /** `buf` is ours to write into (not a caller's chunk held by reference). */
+  private owned = false;
   length = 0;
   get bytes(): Uint8Array {
-    return this.buf.subarray(0, this.length);
+    return this.length === this.buf.length ? this.buf : this.buf.subarray(0, this.length);
   }
   append(b: Uint8Array): void {
-    if (this.length + b.length > this.buf.length) {
+    if (this.length === 0) {
+      // the common case, one chunk: held as is (chunks are never written to), copied only if more come
+      this.buf = b;
+      this.length = b.length;
+      this.owned = false;
+      return;
+    }
+    if (!this.owned || this.length + b.length > this.buf.length) {
+      this.owned = true;
       const next = new Uint8Array(Math.max(this.length + b.length, this.buf.length * 2, 1024));
       next.set(this.bytes);
       this.buf = next;
@@ -83,10 +93,12 @@ class ByteBuf {
   replace(b: Uint8Array): void {
     this.buf = b;
     this.length = b.length;
+    this.owned = false;
   }
   clear(): void {
     this.buf = EMPTY;
     this.length = 0;
+    this.owned = false;
   }
 }
 
@@ -376,10 +388,20 @@ export class VmCore implements HostState {
 
   // ---- batch execution ----------------------------------------------------------------------
 
+  /** Longest single command of the last execute(), in ns (what one call held its thread). */
+  slowestCommandNs = 0;
+
   execute(commands: readonly Command[]): BatchReply {
     this.effects = emptyEffects();
     const outcomes: CommandOutcome[] = [];
-    for (const cmd of commands) outcomes.push(this.executeOne(cmd));
+    let slowest = 0;
+    for (const cmd of commands) {
+      outcomes.push(this.executeOne(cmd));
+      // executeOne set the deadline from the clock when it began
+      const took = Bun.nanoseconds() - (this.deadline - this.budgetMs * 1e6);
+      if (took > slowest) slowest = took;
+    }
+    this.slowestCommandNs = slowest;
     this.metrics.drain(this.effects.metrics);
     return this.failed === undefined
       ? { outcomes, effects: this.effects }
@@ -387,10 +409,10 @@ export class VmCore implements HostState {
   }
 
   private executeOne(cmd: Command): CommandOutcome {
-    if (this.failed !== undefined) return { emissions: [], failure: this.failed, skipped: true };
-    this.emissions = new Map();
-    this.deferred = [];
     this.deadline = Bun.nanoseconds() + this.budgetMs * 1e6;
+    if (this.failed !== undefined) return { emissions: [], failure: this.failed, skipped: true };
+    this.emissions.clear();
+    this.deferred.length = 0;
     try {
       switch (cmd.op) {
         case Op.HEADERS: {

@@ -33,8 +33,8 @@ export interface L7Plugin {
   /** Root id (Istio `WasmPlugin.spec.pluginName`). */
   pluginName: string;
   pluginConfig: Record<string, string>;
-  /** where the VM runs: a worker thread (default) or the waypoint's own thread */
-  isolation?: "worker" | "inline";
+  /** where the VM runs (limits.isolation; default auto: the waypoint's thread until the plugin misbehaves) */
+  isolation?: "auto" | "worker" | "inline";
 }
 
 export interface L7MeshPathOptions {

@@ -32,7 +32,7 @@ export function chainHeaders(count: number): string[] {
 }
 
 /** `count` add-header instances (`add-header-1` …), one header pair each. */
-export function addHeaderChain(count: number, module: PluginModule, isolation?: "worker" | "inline"): L7Plugin[] {
+export function addHeaderChain(count: number, module: PluginModule, isolation?: "auto" | "worker" | "inline"): L7Plugin[] {
   return chainHeaders(count).map((header, i) => ({
     ...(isolation ? { isolation } : {}),
     name: `add-header-${i + 1}`,

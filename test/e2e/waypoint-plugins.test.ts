@@ -96,7 +96,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
 `)}${plugin("trap-reload", "trapreload", `  url: ${join(dir, "trap.wasm")}
   failStrategy: FAIL_RELOAD
 `)}${plugin("loop", "looping", `  url: ${join(dir, "loop.wasm")}
-  limits: {callbackBudgetMs: 20}
+  limits: {callbackBudgetMs: 300}
 `)}${plugin("hog", "hog", `  url: ${join(dir, "hog.wasm")}
   limits: {maxMemoryPages: 32}
 `)}${plugin("swap", "swap", `  url: ${join(dir, "swap.wasm")}
@@ -166,12 +166,22 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect((await call("web", "/still-fine")).status).toBe(200);
   });
 
-  test("a looping plugin is stopped at its time budget; traffic that does not use it is not stalled", async () => {
-    const looping = call("looping", "/spin");
-    const others = await Promise.all([call("web", "/o1"), call("web", "/o2"), call("guarded", "/o3")]);
+  test("a looping plugin is stopped at its time budget, then moved to its own worker: from then on it stalls nothing else", async () => {
+    const runsIn = async (): Promise<string | undefined> =>
+      ((await waypoint.configDump()).plugins as { plugin: string; runsIn?: string }[]).find((p) => p.plugin === "default/loop")?.runsIn;
+    // isolation "auto" (the default): the first loop runs on the waypoint's thread, at most its budget
+    expect(await runsIn()).toBe("inline");
+    const first = await call("looping", "/spin");
+    expect(first.status).toBe(503);
+    await until(async () => (await runsIn()) === "worker", 10_000, "the looping plugin moved to a worker");
+    // now it loops in its worker while the waypoint serves everything else
+    const done: string[] = [];
+    const looping = call("looping", "/spin2").then((r) => (done.push("looping"), r));
+    await Bun.sleep(20);
+    const others = await Promise.all([call("web", "/o1"), call("web", "/o2"), call("guarded", "/o3")].map((p) => p.then((r) => (done.push("other"), r))));
     for (const o of others) expect(o.status).toBe(200);
     expect((await looping).status).toBe(503);
-    expect((await call("looping", "/spin2")).status).toBe(503);
+    expect(done).toEqual(["other", "other", "other", "looping"]);
     expect((await call("web", "/after-loop")).status).toBe(200);
   });
 

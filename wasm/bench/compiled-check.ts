@@ -9,7 +9,7 @@ import { WasmPlugin } from "../index.ts";
 const WAT_HEX = process.argv[2] ?? "";
 const bytes = new Uint8Array(Buffer.from(WAT_HEX, "hex"));
 
-const plugin = new WasmPlugin({ name: "compiled", rootId: "r", bytes, configuration: "{}" });
+const plugin = new WasmPlugin({ name: "compiled", rootId: "r", bytes, configuration: "{}", isolation: "worker" });
 try {
   await plugin.start();
   const s = plugin.stream();
