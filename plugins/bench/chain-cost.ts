@@ -2,7 +2,9 @@
 // through PluginChain (request headers, response headers, a 1 KiB response body, done), for 0, 1
 // and 5 plugins and each isolation mode. Not a test; read medians on a quiet machine.
 //
-//   ./node_modules/.bin/bun plugins/bench/chain-cost.ts [--requests 4000] [--rounds 3] [--gap-us 0] [--only 1-inline,5-worker]
+//   ./node_modules/.bin/bun plugins/bench/chain-cost.ts [--requests 4000] [--rounds 3] [--gap-us 0]
+//     [--only 1-inline,5-worker] [--ballast MB] [--threads]
+// --threads prints CPU per request by thread (event loop, GC helpers, JIT), from /proc.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -112,25 +114,6 @@ async function measure(n: number, isolation: string): Promise<{ p50: number; p90
 
 const onlyAt = args.indexOf("--only");
 const only = onlyAt >= 0 ? args[onlyAt + 1]!.split(",") : undefined;
-if (args.includes("--alloc")) {
-  const { heapStats } = await import("bun:jsc");
-  for (const [n, iso] of [[1, "inline"], [5, "inline"]] as [number, string][]) {
-    const chain = new PluginChain();
-    await chain.start({ configPath: configFor(n, iso), documentFiles: [], httpCall: (async () => ({ failure: "none" })) as never, gateways: () => [], namespace: "default", nodeId: "bench", log, logLevel: "error" });
-    for (let i = 0; i < 500; i++) await oneRequest(chain);
-    const per: number[] = [];
-    for (let k = 0; k < 7; k++) {
-      Bun.gc(true);
-      const before = process.memoryUsage().heapUsed;
-      for (let i = 0; i < 50; i++) await oneRequest(chain);
-      per.push((process.memoryUsage().heapUsed - before) / 50);
-    }
-    per.sort((a, b) => a - b);
-    console.log(`${n} ${iso}: ~${Math.round(per[3]!)} heap bytes per request (median of 7 × 50, no GC inside a sample hopefully)`);
-    await chain.stop();
-  }
-  process.exit(0);
-}
 const configs = ([[0, "default"], [1, "inline"], [5, "inline"], [1, "worker"], [5, "worker"], [1, "default"], [5, "default"]] as [number, string][]).filter(
   ([n, iso]) => only === undefined || only.includes(`${n}-${iso}`),
 );
