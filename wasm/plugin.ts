@@ -357,16 +357,16 @@ class PluginStream implements WasmStream {
     if (part === 0) {
       const h = headers ?? [];
       side.headers = h;
-      return this.phaseNowOr(d, endOfStream, (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(h), eos: endOfStream, ...(create ? { create } : {}) }));
+      return this.phaseNowOr(d, endOfStream, this.headersCommand(d, h, endOfStream));
     }
     if (part === 1) {
       const c = chunk ?? EMPTY;
       if (c.length > this.plugin.maxBufferBytes) return this.body(d, c, endOfStream);
-      return this.phaseNowOr(d, endOfStream, (create) => ({ op: Op.BODY, stream: this.id, dir: d, body: c, eos: endOfStream, ...(create ? { create } : {}) }), c);
+      return this.phaseNowOr(d, endOfStream, this.bodyCommand(d, c, endOfStream), c);
     }
     const t = headers ?? [];
     side.trailers = t;
-    return this.phaseNowOr(d, true, (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(t), ...(create ? { create } : {}) }));
+    return this.phaseNowOr(d, true, this.trailersCommand(d, t));
   }
 
   private phase(
@@ -408,39 +408,33 @@ class PluginStream implements WasmStream {
     return Promise.resolve(r);
   }
 
+  // The commands of the three phase kinds (creation properties ride on a stream's first one).
+  private headersCommand(d: DirectionValue, headers: HeaderPairs, eos: boolean): (create: StreamProperties | undefined) => Command {
+    return (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(headers), eos, ...(create ? { create } : {}) });
+  }
+
+  private bodyCommand(d: DirectionValue, body: Uint8Array, eos: boolean): (create: StreamProperties | undefined) => Command {
+    return (create) => ({ op: Op.BODY, stream: this.id, dir: d, body, eos, ...(create ? { create } : {}) });
+  }
+
+  private trailersCommand(d: DirectionValue, trailers: HeaderPairs): (create: StreamProperties | undefined) => Command {
+    return (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(trailers), ...(create ? { create } : {}) });
+  }
+
   requestHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {
     this.req.headers = headers;
-    return this.phase(Direction.REQUEST, endOfStream, (create) => ({
-      op: Op.HEADERS,
-      stream: this.id,
-      dir: Direction.REQUEST,
-      headers: flatten(headers),
-      eos: endOfStream,
-      ...(create ? { create } : {}),
-    }));
+    return this.phase(Direction.REQUEST, endOfStream, this.headersCommand(Direction.REQUEST, headers, endOfStream));
   }
 
   responseHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {
     this.resp.headers = headers;
-    return this.phase(Direction.RESPONSE, endOfStream, (create) => ({
-      op: Op.HEADERS,
-      stream: this.id,
-      dir: Direction.RESPONSE,
-      headers: flatten(headers),
-      eos: endOfStream,
-      ...(create ? { create } : {}),
-    }));
+    return this.phase(Direction.RESPONSE, endOfStream, this.headersCommand(Direction.RESPONSE, headers, endOfStream));
   }
 
   private body(d: DirectionValue, chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
     const max = this.plugin.maxBufferBytes;
     if (chunk.length > max) return this.bodyPieces(d, chunk, endOfStream, max);
-    return this.phase(
-      d,
-      endOfStream,
-      (create) => ({ op: Op.BODY, stream: this.id, dir: d, body: chunk, eos: endOfStream, ...(create ? { create } : {}) }),
-      chunk,
-    );
+    return this.phase(d, endOfStream, this.bodyCommand(d, chunk, endOfStream), chunk);
   }
 
   /**
@@ -472,13 +466,7 @@ class PluginStream implements WasmStream {
 
   private trailersPhase(d: DirectionValue, trailers: HeaderPairs): Promise<PhaseResult> {
     this.dir(d).trailers = trailers;
-    return this.phase(d, true, (create) => ({
-      op: Op.TRAILERS,
-      stream: this.id,
-      dir: d,
-      trailers: flatten(trailers),
-      ...(create ? { create } : {}),
-    }));
+    return this.phase(d, true, this.trailersCommand(d, trailers));
   }
 
   requestTrailers(trailers: HeaderPairs): Promise<PhaseResult> {
