@@ -140,8 +140,9 @@ describe("time budget", () => {
   });
 });
 
-// Spins on the WASI monotonic clock for 3 ms when the request carries x-slow; once per start when
-// the configuration says "slow-start" (300 ms in proxy_on_vm_start).
+// Works through 20 M loop iterations (several ms of CPU on any machine) when the request carries
+// x-slow; spins on the WASI monotonic clock once per start when the configuration says "slow-start"
+// (300 ms in proxy_on_vm_start). Logs once on x-log.
 const SLOW = `
 (func $now (result i64)
   (drop (call $wasi_clock_time_get (i32.const 1) (i64.const 0) (i32.const 272)))
@@ -149,12 +150,16 @@ const SLOW = `
 (func $spin (param $ns i64) (local $end i64)
   (local.set $end (i64.add (call $now) (local.get $ns)))
   (loop $l (br_if $l (i64.lt_u (call $now) (local.get $end)))))
+(func $work (param $n i32) (local $i i32)
+  (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (local.get $n)))))
 (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
   (if (i32.eq (local.get 1) (i32.const 10)) (then (call $spin (i64.const 300000000))))
   (i32.const 1))
 (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
   (if (i32.eqz (call $proxy_get_header_map_value (i32.const 0) {{"x-slow"}} (i32.const 256) (i32.const 260)))
-    (then (call $spin (i64.const 3000000))))
+    (then (call $work (i32.const 20000000))))
+  (if (i32.eqz (call $proxy_get_header_map_value (i32.const 0) {{"x-log"}} (i32.const 256) (i32.const 260)))
+    (then (drop (call $proxy_log (i32.const 2) {{"held"}}))))
   (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-served"}} {{"1"}}))
   (i32.const 0))
 `;
@@ -199,16 +204,36 @@ describe("auto isolation (the default): the calling thread while the plugin beha
     await plugin.stop();
   });
 
-  test("callbacks that keep holding the thread (3 over 1 ms) move it to a worker; the requests themselves succeed", async () => {
+  test("callbacks that keep spending CPU in the module (3 over 1 ms) move it to a worker; the requests themselves succeed", async () => {
     const reasons: string[] = [];
-    const { plugin } = await testPlugin(SLOW, { callbackBudgetMs: 100, onQuarantine: (r) => reasons.push(r) });
+    const { plugin } = await testPlugin(SLOW, { callbackBudgetMs: 2000, onQuarantine: (r) => reasons.push(r) });
     await plugin.start();
     for (let i = 0; i < 2; i++) expect((await plugin.stream().requestHeaders(with_("x-slow"), true)).headers).toEqual([...with_("x-slow"), ["x-served", "1"]]);
     for (let i = 0; i < 20; i++) expect((await plugin.stream().requestHeaders(REQ, true)).headers).toEqual(SERVED);
     expect(plugin.isolation).toBe("inline"); // two slow callbacks are not enough (a preempted process looks the same)
     expect((await plugin.stream().requestHeaders(with_("x-slow"), true)).action).toBe("continue");
     expect(plugin.isolation).toBe("worker");
-    expect(reasons).toEqual([expect.stringContaining("held the waypoint's thread longer than 1 ms")]);
+    expect(reasons).toEqual([expect.stringContaining("spent over 1 ms of the waypoint's CPU in the module")]);
+    await plugin.stop();
+  });
+
+  test("time a callback spends outside the module (the host, a collection, preemption) does not count as the plugin's", async () => {
+    const reasons: string[] = [];
+    // the embedder's logger holds the thread for 3 ms: the callback takes long, the module does not
+    const hold = (e: { message: string }) => {
+      if (e.message !== "held") return;
+      const end = Bun.nanoseconds() + 3e6;
+      while (Bun.nanoseconds() < end);
+    };
+    const { plugin } = await testPlugin(SLOW, { callbackBudgetMs: 100, onQuarantine: (r) => reasons.push(r), log: hold });
+    await plugin.start();
+    for (let i = 0; i < 6; i++) {
+      const t0 = performance.now();
+      expect((await plugin.stream().requestHeaders(with_("x-log"), true)).headers).toEqual([...with_("x-log"), ["x-served", "1"]]);
+      expect(performance.now() - t0).toBeGreaterThan(2.5);
+    }
+    expect(plugin.isolation).toBe("inline");
+    expect(reasons).toEqual([]);
     await plugin.stop();
   });
 

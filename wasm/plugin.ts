@@ -4,6 +4,7 @@
 // and the fail strategy.
 
 import { type ErrorCode, ErrorCodes, MeshError } from "../core/errors/index.ts";
+import { threadCpuClock } from "../core/net/index.ts";
 import { LOG_LEVEL_NAMES, type LogLevelName, type LogLevelValue } from "./abi.ts";
 import { type ServiceHandlers } from "./channel.ts";
 import { instrumentModule } from "./instrument.ts";
@@ -172,9 +173,10 @@ const DEFAULTS = {
 } as const;
 const MAX_BATCH = 64;
 /**
- * "auto" isolation: a callback that holds the calling thread longer than this counts as slow;
- * this many slow callbacks within the window move the plugin to a worker. More than one, so a
- * single preemption of the process (a busy 2-core node) does not count as the plugin's doing.
+ * "auto" isolation: a callback that spends more CPU than this in the module counts as slow (see
+ * VmCore.slowestCommandNs: thread CPU, so preemption does not count); this many slow callbacks
+ * within the window move the plugin to a worker. More than one: a collection can still land
+ * inside a busy callback.
  */
 const AUTO_SLOW_NS = 1_000_000;
 const AUTO_SLOW_COUNT = 3;
@@ -706,7 +708,7 @@ export class WasmPlugin {
     this.slowSince = this.slowSince.filter((t) => now - t < AUTO_SLOW_WINDOW_MS);
     this.slowSince.push(now);
     if (this.slowSince.length >= AUTO_SLOW_COUNT) {
-      this.quarantine(`${AUTO_SLOW_COUNT} callbacks within ${AUTO_SLOW_WINDOW_MS / 1000} s held the waypoint's thread longer than ${AUTO_SLOW_NS / 1e6} ms (the last ${(slowestNs / 1e6).toFixed(1)} ms)`);
+      this.quarantine(`${AUTO_SLOW_COUNT} callbacks within ${AUTO_SLOW_WINDOW_MS / 1000} s each spent over ${AUTO_SLOW_NS / 1e6} ms of the waypoint's CPU in the module (the last ${(slowestNs / 1e6).toFixed(1)} ms)`);
     }
   }
 
@@ -792,6 +794,7 @@ export class WasmPlugin {
       // an "auto" start on the calling thread gets a short budget; past it, it runs again in a worker
       config: inline && auto && cfg.startBudgetMs > AUTO_INLINE_START_MS ? { ...cfg, startBudgetMs: AUTO_INLINE_START_MS } : cfg,
       services: this.services(),
+      threadCpuNs: inline && auto ? threadCpuClock() : undefined,
       killGraceMs: this.o.killGraceMs ?? DEFAULTS.killGraceMs,
       spinMicros: this.o.spinMicros ?? DEFAULTS.spinMicros,
       workerSpinMicros: this.o.workerSpinMicros ?? DEFAULTS.workerSpinMicros,

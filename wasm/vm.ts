@@ -274,6 +274,8 @@ export class VmCore implements HostState {
     const hostModule: Record<string, unknown> = {
       [BUDGET_IMPORT]: () => {
         if (Bun.nanoseconds() > this.deadline) throw new BudgetExceeded(this.budgetMs);
+        // the second check proves FUEL_PER_CHECK iterations in this command: only then pay for the clock
+        if (++this.fuelChecks === 2 && this.services.threadCpuNs !== undefined) this.markCpuNs = this.services.threadCpuNs();
         return FUEL_PER_CHECK;
       },
       [GROW_IMPORT]: (delta: number) => {
@@ -388,17 +390,25 @@ export class VmCore implements HostState {
 
   // ---- batch execution ----------------------------------------------------------------------
 
-  /** Longest single command of the last execute(), in ns (what one call held its thread). */
+  /**
+   * The most CPU one command of the last execute() spent after its second fuel check, in ns (0
+   * without services.threadCpuNs or with fewer than two checks). Not wall time: a short callback
+   * that took long was the process being preempted or collecting, not the plugin holding the
+   * thread; a callback that checks fuel twice ran at least FUEL_PER_CHECK iterations of its own.
+   */
   slowestCommandNs = 0;
+  private fuelChecks = 0;
+  private markCpuNs = 0;
 
   execute(commands: readonly Command[]): BatchReply {
     this.effects = emptyEffects();
     const outcomes: CommandOutcome[] = [];
     let slowest = 0;
     for (const cmd of commands) {
+      this.fuelChecks = 0;
       outcomes.push(this.executeOne(cmd));
-      // executeOne set the deadline from the clock when it began
-      const took = Bun.nanoseconds() - (this.deadline - this.budgetMs * 1e6);
+      if (this.fuelChecks < 2 || this.services.threadCpuNs === undefined) continue;
+      const took = this.services.threadCpuNs() - this.markCpuNs;
       if (took > slowest) slowest = took;
     }
     this.slowestCommandNs = slowest;

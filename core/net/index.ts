@@ -27,6 +27,7 @@ export {
 export { resolveHost } from "./dns.ts";
 export {
   originalDestination,
+  threadCpuClock,
   setSocketMark,
   getSocketMark,
   setIpTransparent,

@@ -40,7 +40,7 @@ const LIBC_NAMES = ["libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.
 
 function openLibc() {
   // require, not import: a static import would load bun:ffi for every command on every platform.
-  const { dlopen, FFIType, read } = require("bun:ffi") as typeof import("bun:ffi");
+  const { dlopen, FFIType, read, ptr } = require("bun:ffi") as typeof import("bun:ffi");
   const symbols = {
     getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
@@ -52,6 +52,7 @@ function openLibc() {
     close: { args: [FFIType.i32], returns: FFIType.i32 },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
     __errno_location: { args: [], returns: FFIType.ptr },
+    clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   } as const;
   let lastError: unknown;
   for (const name of LIBC_NAMES) {
@@ -60,7 +61,7 @@ function openLibc() {
       const errnoAt = lib.symbols.__errno_location();
       if (errnoAt === null) throw new Error("__errno_location returned NULL");
       // errno lives per thread; every call here happens on the JS thread, so one address serves.
-      return { fn: lib.symbols, errno: () => read.i32(errnoAt, 0) };
+      return { fn: lib.symbols, errno: () => read.i32(errnoAt, 0), ptr };
     } catch (e) {
       lastError = e;
     }
@@ -87,6 +88,31 @@ function libc(): Libc {
 function errnoText(lc: Libc, errno: number): string {
   const text = lc.fn.strerror(errno);
   return `${text === null ? "unknown error" : String(text)} (errno ${errno})`;
+}
+
+// ---- clocks -------------------------------------------------------------------------------
+
+const CLOCK_THREAD_CPUTIME_ID = 3;
+
+/**
+ * A reader of the calling thread's CPU time in ns, or undefined where there is none (not Linux,
+ * no libc). Not process.threadCpuUsage(): on this kernel that is getrusage, counted in 4 ms ticks.
+ * ~0.4 µs per read (a system call through FFI), so read it only where a callback is already long.
+ */
+export function threadCpuClock(): (() => number) | undefined {
+  let lc: Libc;
+  try {
+    lc = libc();
+  } catch {
+    return undefined;
+  }
+  const ts = new BigInt64Array(2);
+  const at = lc.ptr(ts);
+  if (lc.fn.clock_gettime(CLOCK_THREAD_CPUTIME_ID, at) !== 0) return undefined;
+  return () => {
+    lc.fn.clock_gettime(CLOCK_THREAD_CPUTIME_ID, at);
+    return Number(ts[0]) * 1e9 + Number(ts[1]);
+  };
 }
 
 // ---- sockets ------------------------------------------------------------------------------
