@@ -461,6 +461,18 @@ describe("WASI", () => {
     expect(f.call("wasi_clock_time_get", 1, 0n, s)).toBe(Errno.SUCCESS);
     expect(f.call("wasi_clock_time_get", 7, 0n, s)).toBe(Errno.NOTSUP);
     expect(f.call("wasi_clock_res_get", 0, s)).toBe(Errno.SUCCESS);
+    // the CPU-time clocks (Linux): the thread's advances with work done here, and not while it sleeps
+    const cpuNs = (id: number) => (expect(f.call("wasi_clock_time_get", id, 0n, s)).toBe(Errno.SUCCESS), Number(f.mem.u64(s)));
+    const thread0 = cpuNs(3);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    expect(cpuNs(3) - thread0).toBeLessThan(5e6);
+    let used = 0;
+    const giveUp = Date.now() + 5000;
+    do used = cpuNs(3) - thread0;
+    while (used < 3e6 && Date.now() < giveUp);
+    expect(used).toBeGreaterThanOrEqual(3e6);
+    expect(cpuNs(2)).toBeGreaterThanOrEqual(cpuNs(3));
+    expect(f.call("wasi_clock_res_get", 3, s)).toBe(Errno.SUCCESS);
     const [rp] = f.mem.put(new Uint8Array(64));
     expect(f.call("wasi_random_get", rp, 64)).toBe(Errno.SUCCESS);
     expect(f.vm.mem.read(rp, 64)!.some((b) => b !== 0)).toBe(true);

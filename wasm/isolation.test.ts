@@ -141,11 +141,11 @@ describe("time budget", () => {
 });
 
 // Works through 20 M loop iterations (several ms of CPU on any machine) when the request carries
-// x-slow; spins on the WASI monotonic clock once per start when the configuration says "slow-start"
-// (300 ms in proxy_on_vm_start). Logs once on x-log.
+// x-slow; once per start when the configuration says "slow-start", spins until it has used 300 ms
+// of its thread's CPU (WASI's thread CPU-time clock). Logs once on x-log.
 const SLOW = `
 (func $now (result i64)
-  (drop (call $wasi_clock_time_get (i32.const 1) (i64.const 0) (i32.const 272)))
+  (drop (call $wasi_clock_time_get (i32.const 3) (i64.const 0) (i32.const 272)))
   (i64.load (i32.const 272)))
 (func $spin (param $ns i64) (local $end i64)
   (local.set $end (i64.add (call $now) (local.get $ns)))

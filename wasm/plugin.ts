@@ -4,7 +4,6 @@
 // and the fail strategy.
 
 import { type ErrorCode, ErrorCodes, MeshError } from "../core/errors/index.ts";
-import { threadCpuClock } from "../core/net/index.ts";
 import { LOG_LEVEL_NAMES, type LogLevelName, type LogLevelValue } from "./abi.ts";
 import { type ServiceHandlers } from "./channel.ts";
 import { instrumentModule } from "./instrument.ts";
@@ -794,7 +793,6 @@ export class WasmPlugin {
       // an "auto" start on the calling thread gets a short budget; past it, it runs again in a worker
       config: inline && auto && cfg.startBudgetMs > AUTO_INLINE_START_MS ? { ...cfg, startBudgetMs: AUTO_INLINE_START_MS } : cfg,
       services: this.services(),
-      threadCpuNs: inline && auto ? threadCpuClock() : undefined,
       killGraceMs: this.o.killGraceMs ?? DEFAULTS.killGraceMs,
       spinMicros: this.o.spinMicros ?? DEFAULTS.spinMicros,
       workerSpinMicros: this.o.workerSpinMicros ?? DEFAULTS.workerSpinMicros,

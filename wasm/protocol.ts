@@ -179,11 +179,6 @@ export interface VmServices {
   queueResolve(vmId: string, name: string): number | undefined;
   queueEnqueue(queueId: number, value: Uint8Array): number;
   queueDequeue(queueId: number): { status: number; value?: Uint8Array };
-  /**
-   * This thread's CPU clock (ns), given where slow callbacks are watched ("auto" isolation on the
-   * calling thread); without it VmCore.slowestCommandNs stays 0.
-   */
-  readonly threadCpuNs?: () => number;
 }
 
 export type { PropertyValue };

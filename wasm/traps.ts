@@ -11,7 +11,7 @@ export class VmAbort extends Error {
 /** The callback ran past its time budget (thrown from the budget check the host inserted). */
 export class BudgetExceeded extends VmAbort {
   constructor(budgetMs: number) {
-    super(`callback exceeded its ${budgetMs} ms budget`);
+    super(`callback exceeded its ${budgetMs} ms CPU-time budget`);
     this.name = "BudgetExceeded";
   }
 }

@@ -53,8 +53,6 @@ export interface SpawnOptions {
   readonly memory: { readonly initialPages: number; readonly maximumPages: number } | undefined;
   readonly config: VmConfig;
   readonly services: ServiceHandlers;
-  /** Inline only: the calling thread's CPU clock, to tell a slow plugin from a preempted process (VmServices). */
-  readonly threadCpuNs?: (() => number) | undefined;
   /** Extra time the main thread grants past the budget before terminating the worker. */
   readonly killGraceMs: number;
   /** Microseconds the main thread busy-waits for a reply before yielding (0 = never spin). */
@@ -67,8 +65,7 @@ export interface SpawnOptions {
 }
 
 export async function spawnInline(o: SpawnOptions): Promise<{ vm: VmHandle; start: StartReply }> {
-  const services = o.threadCpuNs === undefined ? o.services : { ...o.services, threadCpuNs: o.threadCpuNs };
-  const { vm, reply } = VmCore.start(o.module, o.abi, o.memory, o.config, services);
+  const { vm, reply } = VmCore.start(o.module, o.abi, o.memory, o.config, o.services);
   return {
     vm: {
       run: (cmds, done) => {

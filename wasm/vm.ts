@@ -52,6 +52,7 @@ import {
   type VmServices,
 } from "./protocol.ts";
 import type { FlatPairs } from "./serialization.ts";
+import { CallbackBudget } from "./budget.ts";
 import { BudgetExceeded, ModuleAbort, ProcExit } from "./traps.ts";
 import { createWasi } from "./wasi.ts";
 
@@ -210,7 +211,7 @@ export class VmCore implements HostState {
   private readonly rootOwn = new Map<string, Uint8Array>();
   private effects: BatchEffects = emptyEffects();
   private failed: Failure | undefined;
-  private deadline = 0;
+  private readonly budget = new CallbackBudget();
   private budgetMs: number;
   private memoryLimitHit = false;
   // per callback
@@ -264,7 +265,7 @@ export class VmCore implements HostState {
   private boot(module: WebAssembly.Module): StartReply {
     this.effects = emptyEffects();
     this.budgetMs = this.cfg.startBudgetMs;
-    this.deadline = Bun.nanoseconds() + this.budgetMs * 1e6;
+    this.budget.begin(this.budgetMs);
     const wasi = createWasi({
       mem: this.mem,
       env: this.cfg.env,
@@ -273,9 +274,7 @@ export class VmCore implements HostState {
     });
     const hostModule: Record<string, unknown> = {
       [BUDGET_IMPORT]: () => {
-        if (Bun.nanoseconds() > this.deadline) throw new BudgetExceeded(this.budgetMs);
-        // the second check proves FUEL_PER_CHECK iterations in this command: only then pay for the clock
-        if (++this.fuelChecks === 2 && this.services.threadCpuNs !== undefined) this.markCpuNs = this.services.threadCpuNs();
+        this.budget.check();
         return FUEL_PER_CHECK;
       },
       [GROW_IMPORT]: (delta: number) => {
@@ -391,24 +390,19 @@ export class VmCore implements HostState {
   // ---- batch execution ----------------------------------------------------------------------
 
   /**
-   * The most CPU one command of the last execute() spent after its second fuel check, in ns (0
-   * without services.threadCpuNs or with fewer than two checks). Not wall time: a short callback
-   * that took long was the process being preempted or collecting, not the plugin holding the
-   * thread; a callback that checks fuel twice ran at least FUEL_PER_CHECK iterations of its own.
+   * The most CPU one command of the last execute() spent in the module, in ns
+   * (CallbackBudget.moduleCpuNs). Not wall time: a short callback that took long was the process
+   * being preempted or collecting garbage, not the plugin holding the thread.
    */
   slowestCommandNs = 0;
-  private fuelChecks = 0;
-  private markCpuNs = 0;
 
   execute(commands: readonly Command[]): BatchReply {
     this.effects = emptyEffects();
     const outcomes: CommandOutcome[] = [];
     let slowest = 0;
     for (const cmd of commands) {
-      this.fuelChecks = 0;
       outcomes.push(this.executeOne(cmd));
-      if (this.fuelChecks < 2 || this.services.threadCpuNs === undefined) continue;
-      const took = this.services.threadCpuNs() - this.markCpuNs;
+      const took = this.budget.moduleCpuNs();
       if (took > slowest) slowest = took;
     }
     this.slowestCommandNs = slowest;
@@ -419,7 +413,7 @@ export class VmCore implements HostState {
   }
 
   private executeOne(cmd: Command): CommandOutcome {
-    this.deadline = Bun.nanoseconds() + this.budgetMs * 1e6;
+    this.budget.begin(this.budgetMs);
     if (this.failed !== undefined) return { emissions: [], failure: this.failed, skipped: true };
     this.emissions.clear();
     this.deferred.length = 0;
@@ -942,7 +936,7 @@ export class VmCore implements HostState {
     const savedEffective = this.effective;
     this.current = s;
     this.effective = s;
-    this.deadline = Bun.nanoseconds() + this.budgetMs * 1e6;
+    this.budget.begin(this.budgetMs);
     try {
       return (f as (...a: (number | bigint)[]) => unknown)(...args);
     } finally {

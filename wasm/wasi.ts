@@ -2,6 +2,7 @@
 // cpp-host): stdout/stderr become log lines, clocks and randomness work, the environment is the
 // plugin's configured env, there are no args, files or sockets. Everything else returns NOSYS.
 
+import { cpuClock } from "../core/os/index.ts";
 import { Errno, LogLevel, type LogLevelValue } from "./abi.ts";
 import { WASI_IMPLEMENTED, WASI_IMPORTS } from "./imports.ts";
 import type { GuestMemory } from "./memory.ts";
@@ -25,6 +26,8 @@ function realtimeNs(): bigint {
 
 /** Builds the WASI import object (the same object serves wasi_snapshot_preview1 and wasi_unstable). */
 export function createWasi(h: WasiHost): Record<string, (...args: never[]) => unknown> {
+  // WASI's process and thread CPU-time clocks (ids 2 and 3), where the OS gives them
+  const cpu = [cpuClock("process"), cpuClock("thread")];
   const envStrings = Object.entries(h.env).map(([k, v]) => ENC.encode(`${k}=${v}\0`));
   const envBytes = envStrings.reduce((n, b) => n + b.length, 0);
 
@@ -49,14 +52,18 @@ export function createWasi(h: WasiHost): Record<string, (...args: never[]) => un
       return Errno.SUCCESS;
     },
     clock_res_get(id: number, out: number): number {
-      if (id !== 0 && id !== 1) return Errno.NOTSUP;
+      if (id > 3 || (id >= 2 && cpu[id - 2] === undefined)) return Errno.NOTSUP;
       return h.mem.writeU64(out, 1000n) ? Errno.SUCCESS : Errno.FAULT;
     },
     clock_time_get(id: number, _precision: bigint, out: number): number {
       let t: bigint;
       if (id === 0) t = realtimeNs();
       else if (id === 1) t = process.hrtime.bigint();
-      else return Errno.NOTSUP;
+      else if (id === 2 || id === 3) {
+        const clock = cpu[id - 2];
+        if (clock === undefined) return Errno.NOTSUP;
+        t = BigInt(clock());
+      } else return Errno.NOTSUP;
       return h.mem.writeU64(out, t) ? Errno.SUCCESS : Errno.FAULT;
     },
     fd_write(fd: number, iovs: number, iovsLen: number, nwritten: number): number {

@@ -275,7 +275,7 @@ requests:
     const q = json(r).requests[0];
     expect(q).toMatchObject({ outcome: "local", failure: { code: "WASM_TIMEOUT", failStrategy: "FAIL_CLOSE" }, localResponse: { status: 503, details: "wasm_fail_stream", grpcStatus: 14 } });
     // the budget check inside the module, or (a starved worker) the main thread's deadline for it
-    expect(q.failure.message).toMatch(/exceeded its 20 ms budget|did not answer within \d+ ms/);
+    expect(q.failure.message).toMatch(/exceeded its 20 ms CPU-time budget|did not answer within \d+ ms/);
   });
 
   test("a plugin that does not start: the reason, its log lines, exit 1", async () => {

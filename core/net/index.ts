@@ -27,7 +27,6 @@ export {
 export { resolveHost } from "./dns.ts";
 export {
   originalDestination,
-  threadCpuClock,
   setSocketMark,
   getSocketMark,
   setIpTransparent,

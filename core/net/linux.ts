@@ -1,11 +1,11 @@
 // Linux-only calls for captured mode (reference/bun.md §5): the original destination of a
 // redirected connection, socket marks and transparency, and switching the JS thread into a pod's
-// network namespace. Bun has none of these, so they go to libc through bun:ffi. Nothing here is
-// loaded until first use: `bun:ffi` and libc are opened lazily, so other platforms and commands
-// never pay for them.
+// network namespace. Bun has none of these, so they go to libc (core/os, the FFI seam), which is
+// opened on first use: other platforms and commands never pay for it.
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { ErrorCodes, MeshError } from "../errors/index.ts";
 import { parseIp } from "../config/index.ts";
+import { errnoText, libc } from "../os/index.ts";
 
 // Linux ABI constants (identical on x86_64 and aarch64).
 const AF_INET = 2;
@@ -34,86 +34,6 @@ const EINPROGRESS = 115;
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
-
-/** glibc first; the musl names let a musl build of Bun find its libc too. */
-const LIBC_NAMES = ["libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
-
-function openLibc() {
-  // require, not import: a static import would load bun:ffi for every command on every platform.
-  const { dlopen, FFIType, read, ptr } = require("bun:ffi") as typeof import("bun:ffi");
-  const symbols = {
-    getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    connect: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    listen: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-    strerror: { args: [FFIType.i32], returns: FFIType.cstring },
-    __errno_location: { args: [], returns: FFIType.ptr },
-    clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-  } as const;
-  let lastError: unknown;
-  for (const name of LIBC_NAMES) {
-    try {
-      const lib = dlopen(name, symbols);
-      const errnoAt = lib.symbols.__errno_location();
-      if (errnoAt === null) throw new Error("__errno_location returned NULL");
-      // errno lives per thread; every call here happens on the JS thread, so one address serves.
-      return { fn: lib.symbols, errno: () => read.i32(errnoAt, 0), ptr };
-    } catch (e) {
-      lastError = e;
-    }
-  }
-  throw lastError instanceof Error ? lastError : new Error(String(lastError));
-}
-
-type Libc = ReturnType<typeof openLibc>;
-let libcCache: Libc | undefined;
-
-function libc(): Libc {
-  if (libcCache) return libcCache;
-  if (process.platform !== "linux") {
-    throw new MeshError(ErrorCodes.NOT_IMPLEMENTED, `traffic capture needs Linux; this is ${process.platform}`);
-  }
-  try {
-    libcCache = openLibc();
-  } catch (e) {
-    throw new MeshError(ErrorCodes.NOT_IMPLEMENTED, `cannot load libc through bun:ffi: ${(e as Error).message}`, { cause: e });
-  }
-  return libcCache;
-}
-
-function errnoText(lc: Libc, errno: number): string {
-  const text = lc.fn.strerror(errno);
-  return `${text === null ? "unknown error" : String(text)} (errno ${errno})`;
-}
-
-// ---- clocks -------------------------------------------------------------------------------
-
-const CLOCK_THREAD_CPUTIME_ID = 3;
-
-/**
- * A reader of the calling thread's CPU time in ns, or undefined where there is none (not Linux,
- * no libc). Not process.threadCpuUsage(): on this kernel that is getrusage, counted in 4 ms ticks.
- * ~0.4 µs per read (a system call through FFI), so read it only where a callback is already long.
- */
-export function threadCpuClock(): (() => number) | undefined {
-  let lc: Libc;
-  try {
-    lc = libc();
-  } catch {
-    return undefined;
-  }
-  const ts = new BigInt64Array(2);
-  const at = lc.ptr(ts);
-  if (lc.fn.clock_gettime(CLOCK_THREAD_CPUTIME_ID, at) !== 0) return undefined;
-  return () => {
-    lc.fn.clock_gettime(CLOCK_THREAD_CPUTIME_ID, at);
-    return Number(ts[0]) * 1e9 + Number(ts[1]);
-  };
-}
 
 // ---- sockets ------------------------------------------------------------------------------
 

@@ -173,7 +173,7 @@ class RequestRun {
       return w ? [{ workload: w, ip: origin.targetIp, port: origin.targetPort, key: `${origin.targetIp}:${origin.targetPort}` }] : [];
     };
     const head: UpstreamHead = { method: this.hookReq.method, path: upstreamPath, authority: upstreamAuthority, scheme: req.scheme, headers: h };
-    const protocol = process.env.WP_FORCE_H1 ? "h1" : req.protocol === "HTTP/2" ? "h2" : "h1";
+    const protocol = req.protocol === "HTTP/2" ? "h2" : "h1";
     for (const m of mirrors) this.mirror(m, head, protocol);
 
     // ---- upstream, with retries ----
