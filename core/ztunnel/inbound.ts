@@ -10,7 +10,7 @@ import { ProxiedConnection } from "./connection.ts";
 import type { ZtunnelContext } from "./context.ts";
 import type { Decision } from "../policy/index.ts";
 import { reportFailure } from "./report.ts";
-import type { PodDialer } from "./inpod/dialer.ts";
+import type { PodDialer } from "./inpod/index.ts";
 import { isFromWaypoint, pickWaypointReplica, waypointReplicas, waypointsGuarding } from "./waypoints.ts";
 import type { GatewayAddress, Service } from "../config/index.ts";
 import type { ByteStream } from "../net/index.ts";

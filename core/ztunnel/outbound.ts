@@ -11,7 +11,7 @@ import type { ZtunnelContext } from "./context.ts";
 import { reportFailure } from "./report.ts";
 import { decideOutbound, resolveMeshHostname, routeToServiceByName, type OutboundRoute } from "./route.ts";
 import { Socks5Handshake, socksReply, type SocksTarget } from "./socks5.ts";
-import type { PodDialer } from "./inpod/dialer.ts";
+import type { PodDialer } from "./inpod/index.ts";
 
 const SOCKS_HANDSHAKE_TIMEOUT_MS = 10_000;
 

@@ -6,7 +6,7 @@ import { HboneListener } from "../hbone/index.ts";
 import { closeFd, listenTcp, type TcpListener, type TlsIdentity } from "../net/index.ts";
 import type { ZtunnelContext } from "./context.ts";
 import { serveInboundTunnel } from "./inbound.ts";
-import type { PodDialer } from "./inpod/dialer.ts";
+import type { PodDialer } from "./inpod/index.ts";
 import { serveSocksConnection } from "./outbound.ts";
 import { HBONE_PORT } from "./route.ts";
 

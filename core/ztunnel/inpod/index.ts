@@ -6,3 +6,4 @@ export { addPod, removePod } from "./handoff.ts";
 export { podRequest, DEFAULT_POD_SOCKET, type PodRequest, type PodResponse } from "./protocol.ts";
 export { installRedirectRules, removeRedirectRules, redirectRulesInstalled, redirectRules, INPOD_PORTS, ZTUNNEL_MARK } from "./rules.ts";
 export { meshDnsLookup } from "./dns.ts";
+export type { PodDialer } from "./dialer.ts";
