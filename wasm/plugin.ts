@@ -411,15 +411,15 @@ class PluginStream implements WasmStream {
 
   // The commands of the three phase kinds (creation properties ride on a stream's first one).
   private headersCommand(d: DirectionValue, headers: HeaderPairs, eos: boolean): (create: StreamProperties | undefined) => Command {
-    return (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(headers), eos, ...(create ? { create } : {}) });
+    return (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(headers), eos, create });
   }
 
   private bodyCommand(d: DirectionValue, body: Uint8Array, eos: boolean): (create: StreamProperties | undefined) => Command {
-    return (create) => ({ op: Op.BODY, stream: this.id, dir: d, body, eos, ...(create ? { create } : {}) });
+    return (create) => ({ op: Op.BODY, stream: this.id, dir: d, body, eos, create });
   }
 
   private trailersCommand(d: DirectionValue, trailers: HeaderPairs): (create: StreamProperties | undefined) => Command {
-    return (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(trailers), ...(create ? { create } : {}) });
+    return (create) => ({ op: Op.TRAILERS, stream: this.id, dir: d, trailers: flatten(trailers), create });
   }
 
   requestHeaders(headers: HeaderPairs, endOfStream: boolean): Promise<PhaseResult> {

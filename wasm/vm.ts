@@ -222,7 +222,8 @@ export class VmCore implements HostState {
   private inVmStart = false;
   private callResponse: CallResponse | undefined;
   // per command
-  private emissions = new Map<number, EmissionBuilder>();
+  /** This command's emissions, usually one: a list (reused) rather than a Map, whose clear() allocates. */
+  private readonly emissions: EmissionBuilder[] = [];
   private readonly pendingCalls = new Set<number>();
   private nextToken = 0;
 
@@ -415,7 +416,7 @@ export class VmCore implements HostState {
   private executeOne(cmd: Command): CommandOutcome {
     this.budget.begin(this.budgetMs);
     if (this.failed !== undefined) return { emissions: [], failure: this.failed, skipped: true };
-    this.emissions.clear();
+    this.emissions.length = 0;
     this.deferred.length = 0;
     try {
       switch (cmd.op) {
@@ -464,7 +465,7 @@ export class VmCore implements HostState {
       return { emissions: [], failure: this.failed };
     }
     const emissions: Emission[] = [];
-    for (const b of this.emissions.values()) {
+    for (const b of this.emissions) {
       const e: EmissionDraft = { stream: b.stream.id, dir: b.dir, kind: b.kind };
       if (b.headersKeep !== undefined) e.headersKeep = b.headersKeep;
       if (b.headers !== undefined) e.headers = b.headers;
@@ -487,19 +488,16 @@ export class VmCore implements HostState {
   }
 
   private builder(s: StreamCtx, dir: DirectionValue): EmissionBuilder {
-    const key = s.id * 2 + dir;
-    let b = this.emissions.get(key);
-    if (b === undefined) {
-      b = { stream: s, dir, kind: EmissionKind.STOP };
-      this.emissions.set(key, b);
-    }
+    for (const b of this.emissions) if (b.stream === s && b.dir === dir) return b;
+    const b: EmissionBuilder = { stream: s, dir, kind: EmissionKind.STOP };
+    this.emissions.push(b);
     return b;
   }
 
   /** Applies deferred actions, then settles the emission of the command's own stream direction. */
   private finish(s: StreamCtx | undefined, dir: DirectionValue): void {
     this.runDeferred();
-    for (const b of this.emissions.values()) {
+    for (const b of this.emissions) {
       if (b.kind === EmissionKind.LOCAL || b.kind === EmissionKind.RESET) continue;
       b.kind = b.stream.dir(b.dir).holding() ? EmissionKind.STOP : EmissionKind.CONTINUE;
     }

@@ -3,8 +3,10 @@
 // and 5 plugins and each isolation mode. Not a test; read medians on a quiet machine.
 //
 //   ./node_modules/.bin/bun plugins/bench/chain-cost.ts [--requests 4000] [--rounds 3] [--gap-us 0]
-//     [--only 1-inline,5-worker] [--ballast MB] [--threads]
+//     [--only 1-inline,5-worker] [--ballast MB] [--threads] [--busy-gap]
 // --threads prints CPU per request by thread (event loop, GC helpers, JIT), from /proc.
+// --busy-gap spins through the gap instead of sleeping: the thread stays on its core, so the
+// difference to a sleeping gap is what a cold core (caches, predictors) costs a request.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,7 +88,15 @@ function threadTimes(): Map<string, number> {
   }
   return out;
 }
-const sleepUs = (us: number) => new Promise<void>((r) => (us <= 0 ? setImmediate(r) : setTimeout(r, us / 1000)));
+const BUSY_GAP = args.includes("--busy-gap");
+const sleepUs = (us: number) => {
+  if (BUSY_GAP) {
+    const end = Bun.nanoseconds() + us * 1000;
+    while (Bun.nanoseconds() < end);
+    return Promise.resolve();
+  }
+  return new Promise<void>((r) => (us <= 0 ? setImmediate(r) : setTimeout(r, us / 1000)));
+};
 
 async function measure(n: number, isolation: string): Promise<{ p50: number; p90: number; cpu: number }> {
   const chain = new PluginChain();
