@@ -8,7 +8,7 @@ import { WatchedFile, loadConfigFile, type ConfigLog } from "../core/config/inde
 import { ErrorCodes, MeshError, asMeshError } from "../core/errors/index.ts";
 import type { Logger } from "../core/telemetry/index.ts";
 import type { BodySource, HeaderPairs, HookRequest, LocalReply, PluginOutcome, RequestOrigin, RequestPlugins, WaypointPlugins, WaypointPluginsContext } from "../core/waypoint/index.ts";
-import { WasmPlugin, renderPrometheus, type PhaseResult, type WasmStream } from "../wasm/index.ts";
+import { PluginMetricStore, WasmPlugin, renderPrometheus, type PhaseResult, type WasmStream } from "../wasm/index.ts";
 import { orderPlugins, parsePluginSection, parseWasmPluginDocuments, readModule, type PluginPhase, type PluginSpec } from "./config.ts";
 import { RequestFlow, ResponseFlow } from "./flow.ts";
 
@@ -38,6 +38,8 @@ export class PluginChain implements WaypointPlugins {
   private stopped = false;
   /** Plugins ("auto" isolation) moved to a worker: key → the module's sha256 it applies to. */
   private readonly quarantined = new Map<string, string>();
+  /** Each plugin's metrics, shared by its versions: a reload keeps counting where the last left off. */
+  private readonly metricStores = new Map<string, PluginMetricStore>();
 
   /** Reads and watches the plugin configuration and modules; loads the plugins. */
   async start(ctx: WaypointPluginsContext): Promise<void> {
@@ -113,6 +115,7 @@ export class PluginChain implements WaypointPlugins {
     const previous = this.chain;
     this.chain = orderPlugins(next);
     for (const p of previous) if (!this.chain.includes(p)) this.retire(p);
+    for (const key of this.metricStores.keys()) if (!specs.some((s) => s.key === key)) this.metricStores.delete(key);
     this.watchModules();
   }
 
@@ -158,6 +161,7 @@ export class PluginChain implements WaypointPlugins {
         // a module quarantined once starts in a worker from then on (a new module gets a new chance)
         isolation: this.quarantined.get(spec.key) === mod.sha256 ? "worker" : spec.isolation,
         onQuarantine: (reason) => this.onQuarantine(spec, mod.sha256, reason),
+        metricStore: this.metricStoreOf(spec.key),
         failStrategy: spec.failStrategy,
         httpCall: ctx.httpCall,
         logLevel: ctx.logLevel,
@@ -177,6 +181,15 @@ export class PluginChain implements WaypointPlugins {
       ctx.log.error("plugin refused", { plugin: spec.key, code: err.code, error: err.message, failStrategy: spec.failStrategy });
       return { spec, sha256: sha, vm: undefined, unusable: err, inflight: 0, retired: false };
     }
+  }
+
+  private metricStoreOf(key: string): PluginMetricStore {
+    let store = this.metricStores.get(key);
+    if (store === undefined) {
+      store = new PluginMetricStore();
+      this.metricStores.set(key, store);
+    }
+    return store;
   }
 
   /** A VM no longer in the chain stops once the requests it holds are done. */

@@ -39,7 +39,7 @@ export {
   WASI_MODULES,
   providedImport,
 } from "./imports.ts";
-export { HISTOGRAM_BUCKETS, prometheusName, renderPrometheus, type HistogramSnapshot, type PluginMetric } from "./metrics.ts";
+export { HISTOGRAM_BUCKETS, PluginMetricStore, prometheusName, renderPrometheus, type HistogramSnapshot, type PluginMetric } from "./metrics.ts";
 export type { PeerProperties, PropertyValue, StreamCompletion, StreamProperties } from "./properties.ts";
 export { processSharedState, SharedState } from "./shared.ts";
 export { decodePairs, encodePairs } from "./serialization.ts";

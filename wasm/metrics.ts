@@ -21,6 +21,8 @@ interface VmMetric {
   readonly name: string;
   readonly type: MetricTypeValue;
   value: number;
+  /** A counter's value at the last drain (its updates are the growth since). */
+  reported: number;
   samples: number[];
   dirty: boolean;
 }
@@ -48,7 +50,8 @@ export class VmMetricTable {
     if (this.byId.length >= MAX_METRICS_PER_PLUGIN) return { status: Status.INTERNAL_FAILURE };
     const index = this.byId.length;
     const t = type as MetricTypeValue;
-    this.byId.push({ name, type: t, value: this.seed.get(`${t}:${name}`) ?? 0, samples: [], dirty: true });
+    const value = this.seed.get(`${t}:${name}`) ?? 0;
+    this.byId.push({ name, type: t, value, reported: value, samples: [], dirty: true });
     this.byName.set(name, index);
     return { status: Status.OK, id: (index << 2) | type };
   }
@@ -92,7 +95,9 @@ export class VmMetricTable {
   drain(out: MetricUpdate[]): void {
     for (const m of this.byId) {
       if (!m.dirty) continue;
-      out.push({ name: m.name, type: m.type, value: m.value, samples: m.samples });
+      const value = m.type === MetricType.COUNTER ? m.value - m.reported : m.value;
+      m.reported = m.value;
+      out.push({ name: m.name, type: m.type, value, samples: m.samples });
       m.samples = [];
       m.dirty = false;
     }
@@ -128,7 +133,10 @@ export function prometheusName(name: string): string {
   return `wasm_${name.replace(/[^a-zA-Z0-9_:]/g, "_")}`;
 }
 
-/** Main-side store for one plugin: survives VM restarts. */
+/**
+ * Main-side store for one plugin: survives VM restarts, and an embedder that keeps it across
+ * versions of the plugin (WasmPluginOptions.metricStore) keeps its counters across reloads.
+ */
 export class PluginMetricStore {
   private readonly metrics = new Map<string, StoredMetric>();
 
@@ -146,7 +154,8 @@ export class PluginMetricStore {
           m.sum += s;
           m.count++;
         }
-      } else m.value = u.value;
+      } else if (u.type === MetricType.COUNTER) m.value += u.value;
+      else m.value = u.value;
     }
   }
 

@@ -86,6 +86,11 @@ export interface WasmPluginOptions {
   readonly isolation?: PluginIsolation;
   /** In "auto" mode: the plugin was moved to a worker (`reason` says why). */
   readonly onQuarantine?: (reason: string) => void;
+  /**
+   * Where the plugin's metrics live. An embedder passes the same store to every version of a
+   * plugin (a reload's new VM), so counters continue instead of starting over; default: its own.
+   */
+  readonly metricStore?: PluginMetricStore;
   readonly httpCall?: HttpCallFn;
   /** Upstream names proxy_http_call accepts (others get BAD_ARGUMENT); default: any. */
   readonly httpCallUpstreams?: readonly string[];
@@ -637,7 +642,7 @@ export class WasmPlugin {
   private readonly bytes: Uint8Array;
   private readonly logLevel: LogLevelValue;
   private readonly shared: SharedState;
-  private readonly store = new PluginMetricStore();
+  private readonly store: PluginMetricStore;
   private report: ModuleReport | undefined;
   private module: WebAssembly.Module | undefined;
   private memory: { initialPages: number; maximumPages: number } | undefined;
@@ -675,6 +680,7 @@ export class WasmPlugin {
     this.o = options;
     this.name = options.name;
     this.failStrategy = options.failStrategy ?? "FAIL_CLOSE";
+    this.store = options.metricStore ?? new PluginMetricStore();
     this.maxBufferBytes = options.maxBufferBytes ?? DEFAULTS.maxBufferBytes;
     this.bytes = toBytes(options.bytes);
     const level = LOG_LEVEL_NAMES.indexOf(options.logLevel ?? "info");

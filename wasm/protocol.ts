@@ -120,7 +120,10 @@ export interface HttpCallRequest {
 export interface MetricUpdate {
   readonly name: string;
   readonly type: MetricTypeValue;
-  /** Counter/gauge value after the batch. */
+  /**
+   * A counter: what it grew by during the batch (two VMs of one plugin — a reload's old and new —
+   * may count into one store at once). A gauge: its value after the batch.
+   */
   readonly value: number;
   /** Histogram samples recorded during the batch. */
   readonly samples: number[];

@@ -24,7 +24,7 @@ describe("Wasm plugins in the waypoint", () => {
   let authz: http.Server;
   const seen: { path: string; headers: http.IncomingHttpHeaders }[] = [];
   let dir: string;
-  let configText: (addValue: string) => string;
+  let configText: (addValue: string, denyBody?: string) => string;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "mesh-plugins-"));
@@ -62,7 +62,7 @@ describe("Wasm plugins in the waypoint", () => {
   namespace: default
   targetRefs: [{kind: Service, group: "", name: ${service}}]
 ${extra}`;
-    configText = (addValue: string) =>
+    configText = (addValue: string, denyBody = "denied by plugin") =>
       localConfig({
         workloads: [
           { name: "client", ip: clientIp, node: "node-a" },
@@ -82,7 +82,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
 `)}${plugin("deny-by-header", "guarded", `  url: ${byName["deny-by-header"]!.outFile}
   pluginName: deny-by-header
   phase: AUTHZ
-  pluginConfig: {header: x-deny, status: 403, body: "denied by plugin"}
+  pluginConfig: {header: x-deny, status: 403, body: "${denyBody}"}
 `)}${plugin("http-callout", "authed", `  url: ${byName["http-callout"]!.outFile}
   pluginName: http-callout
   phase: AUTHN
@@ -239,5 +239,22 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     await load;
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect(values.has("world")).toBe(true);
+  }, 40_000);
+
+  test("a reloaded plugin's counters continue where the previous version left them", async () => {
+    const counter = async () => Number(/deny_by_header_denied_total\S*\s+(\d+)/.exec(await waypoint.metricsText())?.[1]);
+    expect((await call("guarded", "/deny-before", { "x-deny": "1" })).status).toBe(403);
+    const before = await counter();
+    expect(before).toBeGreaterThanOrEqual(1);
+    const reloads = () => waypoint.records.filter((r) => r.msg === "plugin reloaded" && String(r.plugin).includes("deny-by-header")).length;
+    const n = reloads();
+    const tmp = `${mesh.configPath}.tmp`;
+    writeFileSync(tmp, configText("reloaded", "denied again"));
+    renameSync(tmp, mesh.configPath);
+    await until(() => reloads() > n, 15_000, "the deny-by-header reload");
+    const again = await call("guarded", "/deny-after", { "x-deny": "1" });
+    expect(again.status).toBe(403);
+    expect(again.body).toBe("denied again"); // the new version answered
+    expect(await counter()).toBe(before + 1);
   }, 40_000);
 });
