@@ -11,7 +11,7 @@ import { ENV_IMPORTS } from "./imports.ts";
 import type { GuestMemory } from "./memory.ts";
 import type { VmMetricTable } from "./metrics.ts";
 import type { LocalReply } from "./protocol.ts";
-import { decodePairs, encodePairs, encodeString, type FlatPairs, pairsByteSize, splitPropertyPath } from "./serialization.ts";
+import { decodePairs, encodePairs, encodeString, type FlatPairs, pairsByteSize, pairsFit, splitPropertyPath } from "./serialization.ts";
 import { ModuleAbort, VmAbort } from "./traps.ts";
 
 export const LOG_MESSAGE_MAX_BYTES = 65536;
@@ -213,7 +213,7 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       const { m, key, value } = e;
       const next = m.pairs.slice();
       next.push(key.toLowerCase(), value);
-      if (pairsByteSize(next) > h.maxHeaderBytes) return Status.BAD_ARGUMENT;
+      if (!pairsFit(next, h.maxHeaderBytes)) return Status.BAD_ARGUMENT;
       m.replace(next);
       return Status.OK;
     },
@@ -233,7 +233,7 @@ export function createEnv(h: HostState): Record<string, HostFn> {
         }
       }
       if (!placed) next.push(k, value);
-      if (pairsByteSize(next) > h.maxHeaderBytes) return Status.BAD_ARGUMENT;
+      if (!pairsFit(next, h.maxHeaderBytes)) return Status.BAD_ARGUMENT;
       m.replace(next);
       return Status.OK;
     },

@@ -654,6 +654,7 @@ export class WasmPlugin {
   private readonly queue: Queued[] = [];
   private doneQueue: Queued[] = [];
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
+  private doneImmediate: ReturnType<typeof setImmediate> | undefined;
   private inFlight = false;
   /** Commands still to be sent one per round trip (after a batch did not fit the channel). */
   private soloLeft = 0;
@@ -896,7 +897,14 @@ export class WasmPlugin {
     }
     this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, ...(completion ? { completion } : {}) }, stream: s, seq: ++this.seq });
     if (this.doneQueue.length >= DONE_FLUSH_COUNT) this.flushDone();
-    else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
+    else if (this.vm.runNow !== undefined) {
+      // On this thread there is no round trip to save by waiting: run them after this event-loop
+      // turn, while the core is warm, rather than on a timer that fires as the next request arrives.
+      this.doneImmediate ??= setImmediate(() => {
+        this.doneImmediate = undefined;
+        this.flushDone();
+      });
+    } else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
   }
 
   private flushDone(): void {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { resolveProperty, serializeValue, type StreamView } from "./properties.ts";
-import { decodePairs, encodePairs, pairsByteSize, splitPropertyPath, utf8Length } from "./serialization.ts";
+import { decodePairs, encodePairs, pairsByteSize, pairsFit, splitPropertyPath, utf8Length } from "./serialization.ts";
 
 const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
 
@@ -26,6 +26,14 @@ describe("header map pairs", () => {
     const p = ["set-cookie", "a=1", "set-cookie", "b=2", "x-ünï", "värde ✓"];
     expect(decodePairs(encodePairs(p))).toEqual(p);
     expect(pairsByteSize(p)).toBe(encodePairs(p).length);
+  });
+
+  test("pairsFit agrees with the exact size at every bound, ASCII or not", () => {
+    for (const p of [["a", "1"], ["x-ünï", "värde ✓", "k", "v"], ["emoji", "😀😀😀"]]) {
+      const exact = pairsByteSize(p);
+      for (let max = exact - 3; max <= exact + 3; max++) expect(pairsFit(p, max)).toBe(exact <= max);
+      expect(pairsFit(p, 1 << 20)).toBe(true);
+    }
   });
 
   test("malformed input is refused", () => {

@@ -95,6 +95,16 @@ export function pairsByteSize(flat: readonly string[]): number {
   return size;
 }
 
+/**
+ * pairsByteSize(flat) <= max, without counting UTF-8 bytes when the UTF-16 lengths already show it
+ * (a string takes at most 3 bytes per unit): a map well under the bound costs one pass of lengths.
+ */
+export function pairsFit(flat: readonly string[], max: number): boolean {
+  let bound = 4 + (flat.length >> 1) * 8;
+  for (const s of flat) bound += 3 * s.length + 1;
+  return bound <= max || pairsByteSize(flat) <= max;
+}
+
 export function utf8Length(s: string): number {
   let n = s.length;
   for (let i = 0; i < s.length; i++) {
