@@ -333,7 +333,7 @@ class PluginRun implements RequestPlugins {
     return { action: "local", response: { status: 503, body: new TextEncoder().encode("plugin unavailable"), headers: [], grpcStatus: 14, details: "wasm_fail_stream" } };
   }
 
-  async request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome> {
+  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome> {
     const phaseOf = (i: number): PluginPhase => this.plugins[i]!.spec.phase;
     const flow = new RequestFlow(
       this.plugins.length,
@@ -344,7 +344,7 @@ class PluginRun implements RequestPlugins {
     return flow.run(req, body, authorize);
   }
 
-  async response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome> {
+  response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome> {
     const flow = new ResponseFlow(
       this.plugins.length,
       (i) => this.streams[i],
@@ -353,11 +353,11 @@ class PluginRun implements RequestPlugins {
     return flow.run(status, headers, body);
   }
 
-  done(status: number): void {
+  done(completion: { readonly details: string; readonly flags: string }): void {
     if (this.finished) return;
     this.finished = true;
     for (let i = 0; i < this.plugins.length; i++) {
-      this.streams[i]?.done({ responseCodeDetails: String(status) });
+      this.streams[i]?.done({ responseCodeDetails: completion.details, responseFlags: completion.flags });
       const p = this.plugins[i]!;
       p.inflight--;
       if (p.retired && p.inflight === 0) void p.vm?.stop();

@@ -493,6 +493,6 @@ class RequestRun {
       ...(error ? { error } : {}),
     };
     requestLog(ctx.accessLog, record);
-    this.plugins?.done(code);
+    this.plugins?.done({ details: this.details, flags });
   }
 }

@@ -75,7 +75,8 @@ export interface RequestPlugins {
   request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome>;
   /** The response through the plugins in reverse order; `headers` edited in place. */
   response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome>;
-  done(status: number): void;
+  /** The request is over: what the access log says of it (Envoy's response code details and flags). */
+  done(completion: { readonly details: string; readonly flags: string }): void;
 }
 
 /** A body failed because a plugin answered the request locally instead. */

@@ -67,7 +67,7 @@ async function oneRequest(chain: PluginChain): Promise<void> {
   const resp = await run.response(200, headers, oneChunk());
   if (resp.kind !== "forward") throw new Error(`response: ${resp.kind}`);
   await drain(resp.body);
-  run.done(200);
+  run.done({ details: "via_upstream", flags: "-" });
 }
 
 // --ballast MB: live objects the size of a real waypoint's heap (GC costs grow with it)
