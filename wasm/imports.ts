@@ -86,7 +86,7 @@ export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
   proxy_grpc_cancel: "gRPC callouts are not supported; no call can exist, returns NOT_FOUND",
   proxy_grpc_close: "gRPC callouts are not supported; no call can exist, returns NOT_FOUND",
   proxy_clear_route_cache:
-    "routes are chosen before plugins run and are not re-selected after header edits; returns OK and does nothing",
+    "routes are matched after the request's plugins ran, so a header or path edit already steers the request (as Envoy clears its route cache on an edit); returns OK with nothing left to do",
   proxy_close_stream:
     "HTTP_REQUEST/HTTP_RESPONSE reset the stream (phase result action \"reset\"); DOWNSTREAM/UPSTREAM need network (TCP) filters, which this host does not run: UNIMPLEMENTED",
   proxy_continue_stream: "DOWNSTREAM/UPSTREAM need network (TCP) filters, which this host does not run: UNIMPLEMENTED",

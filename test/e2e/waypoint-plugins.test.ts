@@ -17,7 +17,21 @@ describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
   const clientIp = `${subnet}1`;
   const vip = (n: number) => `${subnet}${100 + n}`;
-  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline"] as const;
+  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer"] as const;
+  // The route of `steer` matches a header its plugin adds: routing happens after the request's plugins.
+  const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: steer, namespace: default}
+spec:
+  parentRefs:
+  - {group: "", kind: Service, name: steer, port: 80}
+  rules:
+  - matches: [{headers: [{name: x-steer, value: canary}]}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-wasm-filter, value: steered-by-plugin-header}]}
+    backendRefs: [{name: steer, port: 80}]
+`;
   let mesh: TestMesh;
   let waypoint: ZtunnelProcess;
   let app: http.Server;
@@ -101,6 +115,9 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
   limits: {maxMemoryPages: 32}
 `)}${plugin("swap", "swap", `  url: ${join(dir, "swap.wasm")}
 `)}${plugin("upper", "upper", `  url: ${join(dir, "upper.wasm")}
+`)}${plugin("steer", "steer", `  url: ${byName["add-header"]!.outFile}
+  pluginName: add-header
+  pluginConfig: {request_header: x-steer, request_value: canary}
 `)}${plugin("inline", "inline", `  url: ${byName["add-header"]!.outFile}
   pluginName: add-header
   pluginConfig: {header: x-inline, value: "yes"}
@@ -108,7 +125,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
 `)}`,
       });
     mesh = await TestMesh.start({ config: configText("world"), nodes: ["node-a", "node-b"] });
-    waypoint = await startWaypoint(mesh);
+    waypoint = await startWaypoint(mesh, { routes: ROUTES });
   }, 180_000);
 
   afterAll(async () => {
@@ -126,6 +143,14 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect(r.status).toBe(200);
     expect(r.headers["x-hello"]).toBe("world");
     expect(JSON.parse(r.body).filter).toBe("add-header");
+  });
+
+  test("a request header a plugin adds steers routing (routes are matched after the request's plugins, as Envoy clears its route cache on an edit)", async () => {
+    const r = await call("steer", "/s");
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).filter).toBe("steered-by-plugin-header");
+    // without the plugin's header the rule would not match: the web service's app sees the plugin's own header
+    expect(JSON.parse((await call("web", "/s")).body).filter).toBe("add-header");
   });
 
   test("deny-by-header: a local 403 with the configured body, the app never sees it, and the plugin's counter shows on /metrics", async () => {
