@@ -50,7 +50,10 @@ export interface StreamProperties {
 /** Attributes known only when the stream ends (given to `done()`, visible to proxy_on_log). */
 export interface StreamCompletion {
   readonly responseCodeDetails?: string;
-  /** Envoy response flags (bitmask) or Istio's short string form ("-", "UF", ...). */
+  /**
+   * Envoy response flags: the bitmask, or the access log's short form ("-", "UF", "UF,URX"), which
+   * `response.flags` turns into the bitmask (Envoy's attribute is a uint64).
+   */
   readonly responseFlags?: number | string;
 }
 
@@ -191,7 +194,7 @@ function streamAttribute(path: string, s: StreamView): Uint8Array | undefined {
           return str(s.completion?.responseCodeDetails);
         case "flags": {
           const f = s.completion?.responseFlags;
-          return f === undefined ? undefined : typeof f === "number" ? encodeInt64(f) : encodeString(f);
+          return f === undefined ? undefined : encodeInt64(typeof f === "number" ? f : responseFlagBits(f));
         }
         case "headers":
           return s.responseHeaders === undefined ? undefined : encodePairs(s.responseHeaders);
@@ -284,4 +287,19 @@ export function resolveProperty(
   if (pv !== undefined) return pv;
   const extra = plugin.extra?.[path];
   return extra === undefined ? undefined : serializeValue(extra);
+}
+
+/** Envoy's ResponseFlag bits (stream_info.h) by the access log's short names. */
+const RESPONSE_FLAG_BITS: Readonly<Record<string, number>> = {
+  LH: 0x1, UH: 0x2, UT: 0x4, LR: 0x8, UR: 0x10, UF: 0x20, UC: 0x40, UO: 0x80, NR: 0x100, DI: 0x200,
+  FI: 0x400, RL: 0x800, UAEX: 0x1000, RLSE: 0x2000, DC: 0x4000, URX: 0x8000, SI: 0x10000, IH: 0x20000,
+  DPE: 0x40000, UMSDR: 0x80000, RFCF: 0x100000, NFCF: 0x200000, DT: 0x400000, UPE: 0x800000,
+  NC: 0x1000000, OM: 0x2000000, DF: 0x4000000,
+};
+
+/** "UF,URX" → 0x8020; "-" and names Envoy has no bit for count as none. */
+export function responseFlagBits(short: string): number {
+  let bits = 0;
+  for (const name of short.split(",")) bits |= RESPONSE_FLAG_BITS[name.trim()] ?? 0;
+  return bits;
 }

@@ -148,6 +148,11 @@ describe("property paths and values", () => {
     expect(text("node.metadata.A")).toBe("b");
     expect(text("xds.cluster_name")).toBe("outbound|80||svc");
     expect(get("nope.nothing")).toBeUndefined();
+    // the access log's short form becomes Envoy's bitmask
+    const flags = (f: string) => new DataView(resolveProperty(["response", "flags"], plugin, { ...view, completion: { responseFlags: f } }, undefined)!.buffer).getBigInt64(0, true);
+    expect(flags("UF,URX")).toBe(0x8020n);
+    expect(flags("UT")).toBe(0x4n);
+    expect(flags("-")).toBe(0n);
     // root contexts see plugin-level attributes only
     expect(resolveProperty(["request", "path"], plugin, undefined, undefined)).toBeUndefined();
     expect(resolveProperty(["plugin_root_id"], plugin, undefined, undefined)).toBeDefined();
