@@ -7,8 +7,8 @@ import { parse as parseYaml } from "yaml";
 import { WatchedFile, loadConfigFile, type ConfigLog } from "../core/config/index.ts";
 import { ErrorCodes, MeshError, asMeshError } from "../core/errors/index.ts";
 import type { Logger } from "../core/telemetry/index.ts";
-import type { BodySource, HeaderPairs, HookRequest, LocalReply, PluginOutcome, RequestOrigin, RequestPlugins, WaypointPlugins, WaypointPluginsContext } from "../core/waypoint/index.ts";
-import { PluginMetricStore, WasmPlugin, renderPrometheus, type PhaseResult, type WasmStream } from "../wasm/index.ts";
+import type { BodySource, HeaderPairs, HookRequest, LocalReply, PluginOutcome, RequestCompletion, RequestOrigin, RequestPlugins, WaypointPlugins, WaypointPluginsContext } from "../core/waypoint/index.ts";
+import { PluginMetricStore, WasmPlugin, renderPrometheus, type PhaseResult, type StreamCompletion, type WasmStream } from "../wasm/index.ts";
 import { orderPlugins, parsePluginSection, parseWasmPluginDocuments, readModule, type PluginPhase, type PluginSpec } from "./config.ts";
 import { RequestFlow, ResponseFlow } from "./flow.ts";
 
@@ -353,11 +353,22 @@ class PluginRun implements RequestPlugins {
     return flow.run(status, headers, body);
   }
 
-  done(completion: { readonly details: string; readonly flags: string }): void {
+  done(completion: RequestCompletion): void {
     if (this.finished) return;
     this.finished = true;
+    const u = completion.upstream;
+    const extra: Record<string, string> = {};
+    if (completion.routeName !== undefined) extra["xds.route_name"] = completion.routeName;
+    if (completion.clusterName !== undefined) extra["xds.cluster_name"] = completion.clusterName;
+    const end: StreamCompletion = {
+      responseCodeDetails: completion.details,
+      responseFlags: completion.flags,
+      // an upstream with a verified identity was reached by HBONE, which is TLS 1.3 only
+      ...(u ? { upstream: { address: u.address, port: u.port, ...(u.principal ? { principal: u.principal, tlsVersion: "TLSv1.3" } : {}) } } : {}),
+      extra,
+    };
     for (let i = 0; i < this.plugins.length; i++) {
-      this.streams[i]?.done({ responseCodeDetails: completion.details, responseFlags: completion.flags });
+      this.streams[i]?.done(end);
       const p = this.plugins[i]!;
       p.inflight--;
       if (p.retired && p.inflight === 0) void p.vm?.stop();

@@ -55,6 +55,13 @@ export interface StreamCompletion {
    * `response.flags` turns into the bitmask (Envoy's attribute is a uint64).
    */
   readonly responseFlags?: number | string;
+  /**
+   * The endpoint that answered: `upstream.address` (ip:port), `upstream.port`,
+   * `upstream.uri_san_peer_certificate` (its verified identity), `upstream.tls_version`.
+   */
+  readonly upstream?: PeerProperties & { readonly tlsVersion?: string };
+  /** More attributes known at the end, by dotted path (e.g. `xds.route_name`, `xds.cluster_name`). */
+  readonly extra?: Readonly<Record<string, PropertyValue>>;
 }
 
 /** Plugin-level attributes, visible from root and stream contexts. */
@@ -216,6 +223,12 @@ function streamAttribute(path: string, s: StreamView): Uint8Array | undefined {
       return peer(s.props.source, rest);
     case "destination":
       return peer(s.props.destination, rest);
+    case "upstream": {
+      const u = s.completion?.upstream;
+      if (rest === "uri_san_peer_certificate") return str(u?.principal);
+      if (rest === "tls_version") return str(u?.tlsVersion);
+      return rest === "principal" ? undefined : peer(u, rest);
+    }
     case "connection": {
       const c = s.props.connection;
       if (c === undefined) return undefined;
@@ -280,7 +293,7 @@ export function resolveProperty(
   if (stream !== undefined) {
     const v = streamAttribute(path, stream);
     if (v !== undefined) return v;
-    const extra = stream.props.extra?.[path];
+    const extra = stream.props.extra?.[path] ?? stream.completion?.extra?.[path];
     if (extra !== undefined) return serializeValue(extra);
   }
   const pv = pluginAttribute(path, plugin);

@@ -148,6 +148,19 @@ describe("property paths and values", () => {
     expect(text("node.metadata.A")).toBe("b");
     expect(text("xds.cluster_name")).toBe("outbound|80||svc");
     expect(get("nope.nothing")).toBeUndefined();
+    // known at the end: the endpoint that answered, the route and cluster
+    const ended: StreamView = {
+      ...view,
+      completion: { upstream: { address: "10.1.2.3", port: 8080, principal: "spiffe://cluster.local/ns/a/sa/app", tlsVersion: "TLSv1.3" }, extra: { "xds.cluster_name": "inbound-vip|80|http|svc" } },
+      props: { ...view.props, extra: {} },
+    };
+    const atEnd = (path: string) => resolveProperty(path.split("."), plugin, ended, undefined);
+    expect(new TextDecoder().decode(atEnd("upstream.address"))).toBe("10.1.2.3:8080");
+    expect(new DataView(atEnd("upstream.port")!.buffer).getBigInt64(0, true)).toBe(8080n);
+    expect(new TextDecoder().decode(atEnd("upstream.uri_san_peer_certificate"))).toBe("spiffe://cluster.local/ns/a/sa/app");
+    expect(new TextDecoder().decode(atEnd("upstream.tls_version"))).toBe("TLSv1.3");
+    expect(new TextDecoder().decode(atEnd("xds.cluster_name"))).toBe("inbound-vip|80|http|svc");
+    expect(get("upstream.address")).toBeUndefined(); // not before the request is over
     // the access log's short form becomes Envoy's bitmask
     const flags = (f: string) => new DataView(resolveProperty(["response", "flags"], plugin, { ...view, completion: { responseFlags: f } }, undefined)!.buffer).getBigInt64(0, true);
     expect(flags("UF,URX")).toBe(0x8020n);

@@ -63,6 +63,8 @@ class RequestRun {
   private endpoint: Endpoint | undefined;
   private upstreamPeer: string | undefined;
   private routeName: string | undefined;
+  /** The service port the request was routed to (for the cluster name plugins see). */
+  private servicePort: number | undefined;
   private flags: string[] = [];
   private details = "via_upstream";
   private responseHeaderBytes = 0;
@@ -167,6 +169,7 @@ class RequestRun {
       mirrors = result.mirrors;
     }
 
+    this.servicePort = servicePort;
     const endpoints = (): Endpoint[] => {
       if (this.service) return serviceEndpoints(ctx.state(), this.service, servicePort);
       const w = origin.workload;
@@ -493,6 +496,16 @@ class RequestRun {
       ...(error ? { error } : {}),
     };
     requestLog(ctx.accessLog, record);
-    this.plugins?.done({ details: this.details, flags });
+    if (this.plugins) {
+      const ep = this.endpoint;
+      const svc = this.service;
+      this.plugins.done({
+        details: this.details,
+        flags,
+        ...(ep ? { upstream: { address: ep.ip, port: ep.port, ...(this.upstreamPeer ? { principal: this.upstreamPeer } : {}) } } : {}),
+        ...(this.routeName ? { routeName: this.routeName } : {}),
+        ...(svc && this.servicePort !== undefined ? { clusterName: `inbound-vip|${this.servicePort}|http|${svc.hostname}` } : {}),
+      });
+    }
   }
 }

@@ -75,8 +75,22 @@ export interface RequestPlugins {
   request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome>;
   /** The response through the plugins in reverse order; `headers` edited in place. */
   response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome>;
-  /** The request is over: what the access log says of it (Envoy's response code details and flags). */
-  done(completion: { readonly details: string; readonly flags: string }): void;
+  /** The request is over: what the access log says of it. */
+  done(completion: RequestCompletion): void;
+}
+
+/** A finished request as plugins see it at `on_log` (Envoy's attributes known only at the end). */
+export interface RequestCompletion {
+  /** Envoy's response code details (`via_upstream`, `upstream_reset_before_response_started`, ...). */
+  readonly details: string;
+  /** The access log's response flags (`-`, `UF`, `UF,URX`). */
+  readonly flags: string;
+  /** The endpoint that answered, and its verified identity when it was reached by HBONE. */
+  readonly upstream?: { readonly address: string; readonly port: number; readonly principal?: string };
+  /** The HTTPRoute rule that routed it (`namespace/name.rule`). */
+  readonly routeName?: string;
+  /** Istio's name for the waypoint's cluster of the service (`inbound-vip|80|http|<hostname>`). */
+  readonly clusterName?: string;
 }
 
 /** A body failed because a plugin answered the request locally instead. */

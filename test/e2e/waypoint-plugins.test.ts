@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExamples, loadTestdataPlugin } from "../../plugins/build/index.ts";
+import { pluginModule } from "../../wasm/testdata/wat.ts";
 import { TestMesh, ZtunnelProcess, allocSubnet, httpOver, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
 
 
@@ -17,7 +18,7 @@ describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
   const clientIp = `${subnet}1`;
   const vip = (n: number) => `${subnet}${100 + n}`;
-  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer"] as const;
+  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer", "props"] as const;
   // The route of `steer` matches a header its plugin adds: routing happens after the request's plugins.
   const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -54,6 +55,19 @@ spec:
     writeFileSync(join(dir, "swap.wasm"), trap.wasm);
     writeFileSync(join(dir, "trap.wasm"), trap.wasm);
     writeFileSync(join(dir, "loop.wasm"), loop.wasm);
+    // Logs, at on_log, what Envoy knows only at the end: the endpoint that answered and the cluster.
+    writeFileSync(
+      join(dir, "props.wasm"),
+      await pluginModule(`
+(func $prop (param i32 i32)
+  (if (i32.eqz (call $proxy_get_property (local.get 0) (local.get 1) (i32.const 256) (i32.const 260)))
+    (then (drop (call $proxy_log (i32.const 2) (i32.load (i32.const 256)) (i32.load (i32.const 260)))))))
+(func (export "proxy_on_log") (param i32)
+  (call $prop {{"upstream\\00address"}})
+  (call $prop {{"upstream\\00uri_san_peer_certificate"}})
+  (call $prop {{"xds\\00cluster_name"}})
+  (call $prop {{"response\\00code_details"}}))`),
+    );
     app = http.createServer((req, res) => {
       seen.push({ path: String(req.url), headers: req.headers });
       let received = "";
@@ -118,6 +132,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
 `)}${plugin("steer", "steer", `  url: ${byName["add-header"]!.outFile}
   pluginName: add-header
   pluginConfig: {request_header: x-steer, request_value: canary}
+`)}${plugin("props", "props", `  url: ${join(dir, "props.wasm")}
 `)}${plugin("inline", "inline", `  url: ${byName["add-header"]!.outFile}
   pluginName: add-header
   pluginConfig: {header: x-inline, value: "yes"}
@@ -151,6 +166,17 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect(JSON.parse(r.body).filter).toBe("steered-by-plugin-header");
     // without the plugin's header the rule would not match: the web service's app sees the plugin's own header
     expect(JSON.parse((await call("web", "/s")).body).filter).toBe("add-header");
+  });
+
+  test("at on_log a plugin reads the endpoint that answered, its verified identity and Istio's cluster name", async () => {
+    expect((await call("props", "/p")).status).toBe(200);
+    const logged = () => waypoint.records.filter((r) => r.msg === "plugin log" && String(r.plugin).includes("props")).map((r) => String(r.message));
+    await until(() => logged().length >= 4, 5_000, "the plugin's on_log lines");
+    const [address, identity, cluster, details] = logged();
+    expect(address).toBe(`${subnet}2:8080`);
+    expect(identity).toMatch(/^spiffe:\/\/cluster\.local\/ns\/default\/sa\//);
+    expect(cluster).toBe("inbound-vip|80|http|props.default.svc.cluster.local");
+    expect(details).toBe("via_upstream");
   });
 
   test("deny-by-header: a local 403 with the configured body, the app never sees it, and the plugin's counter shows on /metrics", async () => {
