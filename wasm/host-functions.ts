@@ -47,6 +47,9 @@ export interface HostState {
   sendLocalResponse(reply: LocalReply): StatusCode;
   callStatus(): { code: number; message: string } | undefined;
   httpCall(upstream: string, headers: FlatPairs, body: Uint8Array, trailers: FlatPairs, timeoutMs: number): { status: StatusCode; token?: number };
+  grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number };
+  /** Cancels a pending gRPC call (no callback will come); NOT_FOUND for an unknown id. */
+  grpcCancel(token: number): StatusCode;
   setTickPeriod(ms: number): StatusCode;
   sharedGet(key: string): { value: Uint8Array; cas: number } | undefined;
   sharedSet(key: string, value: Uint8Array, cas: number): StatusCode;
@@ -320,8 +323,35 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       mem.writeU32(tokenPtr, r.token);
       return Status.OK;
     },
-    proxy_grpc_call(): StatusCode {
-      return Status.UNIMPLEMENTED;
+    proxy_grpc_call(
+      up: number,
+      ul: number,
+      sp: number,
+      sl: number,
+      mp: number,
+      ml: number,
+      hp: number,
+      hl: number,
+      bp: number,
+      bl: number,
+      timeout: number,
+      tokenPtr: number,
+    ): StatusCode {
+      const upstream = stringIn(up, ul, h.maxHeaderBytes);
+      if (typeof upstream === "number") return upstream;
+      const service = stringIn(sp, sl, h.maxHeaderBytes);
+      if (typeof service === "number") return service;
+      const method = stringIn(mp, ml, h.maxHeaderBytes);
+      if (typeof method === "number") return method;
+      const metadata = pairsIn(hp, hl);
+      if (typeof metadata === "number") return metadata;
+      const message = bytesIn(bp, bl, h.maxBufferBytes);
+      if (typeof message === "number") return message;
+      if (!mem.inBounds(tokenPtr, 4)) return IMA;
+      const r = h.grpcCall(upstream, service, method, metadata, message, timeout >>> 0);
+      if (r.status !== Status.OK || r.token === undefined) return r.status;
+      mem.writeU32(tokenPtr, r.token);
+      return Status.OK;
     },
     proxy_grpc_stream(): StatusCode {
       return Status.UNIMPLEMENTED;
@@ -329,11 +359,12 @@ export function createEnv(h: HostState): Record<string, HostFn> {
     proxy_grpc_send(): StatusCode {
       return Status.NOT_FOUND;
     },
-    proxy_grpc_cancel(): StatusCode {
-      return Status.NOT_FOUND;
+    proxy_grpc_cancel(token: number): StatusCode {
+      return h.grpcCancel(token >>> 0);
     },
-    proxy_grpc_close(): StatusCode {
-      return Status.NOT_FOUND;
+    proxy_grpc_close(token: number): StatusCode {
+      // a unary call has no stream to half-close: closing it ends it, as cancel does
+      return h.grpcCancel(token >>> 0);
     },
 
     proxy_get_shared_data(kp: number, kl: number, outPtr: number, outSize: number, casPtr: number): StatusCode {
@@ -463,10 +494,11 @@ export function createEnv(h: HostState): Record<string, HostFn> {
     const f = impl[name] as ((...a: unknown[]) => unknown) | undefined;
     if (f === undefined) throw new Error(`host function ${name} has no implementation`);
     const returnsStatus = ENV_IMPORTS[name]!.results.length === 1 && ENV_IMPORTS[name]!.results[0] === "i32";
-    // fixed arity (no rest arrays on the per-call path); a host bug becomes INTERNAL_FAILURE
-    out[name] = (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, g?: unknown, i?: unknown, j?: unknown, k?: unknown, l?: unknown) => {
+    // fixed arity (no rest arrays on the per-call path; 12 = proxy_grpc_call, the longest); a
+    // host bug becomes INTERNAL_FAILURE
+    out[name] = (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, g?: unknown, i?: unknown, j?: unknown, k?: unknown, l?: unknown, m?: unknown, n?: unknown) => {
       try {
-        return f(a, b, c, d, e, g, i, j, k, l);
+        return f(a, b, c, d, e, g, i, j, k, l, m, n);
       } catch (err) {
         if (err instanceof VmAbort) throw err;
         return returnsStatus ? Status.INTERNAL_FAILURE : undefined;

@@ -80,11 +80,8 @@ export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
     "the host does not keep a root context alive after proxy_on_done returns false (stop() ends the VM); returns NOT_FOUND",
   proxy_call_foreign_function:
     "no foreign functions are registered (Envoy's CEL, zlib, signing helpers are not provided); returns NOT_FOUND",
-  proxy_grpc_call: "gRPC callouts are not supported by the waypoint's plugin host; returns UNIMPLEMENTED",
-  proxy_grpc_stream: "gRPC callouts are not supported by the waypoint's plugin host; returns UNIMPLEMENTED",
-  proxy_grpc_send: "gRPC callouts are not supported; no stream can exist, returns NOT_FOUND",
-  proxy_grpc_cancel: "gRPC callouts are not supported; no call can exist, returns NOT_FOUND",
-  proxy_grpc_close: "gRPC callouts are not supported; no call can exist, returns NOT_FOUND",
+  proxy_grpc_stream: "gRPC streams are not supported (unary calls are, with proxy_grpc_call); returns UNIMPLEMENTED",
+  proxy_grpc_send: "no gRPC stream can exist (proxy_grpc_stream is unsupported); returns NOT_FOUND",
   proxy_clear_route_cache:
     "routes are matched after the request's plugins ran, so a header or path edit already steers the request (as Envoy clears its route cache on an edit); returns OK with nothing left to do",
   proxy_close_stream:

@@ -40,6 +40,7 @@ export {
   providedImport,
 } from "./imports.ts";
 export { HISTOGRAM_BUCKETS, PluginMetricStore, prometheusName, renderPrometheus, type HistogramSnapshot, type PluginMetric } from "./metrics.ts";
+export { grpcFrame } from "./grpc.ts";
 export type { PeerProperties, PropertyValue, StreamCompletion, StreamProperties } from "./properties.ts";
 export { processSharedState, SharedState } from "./shared.ts";
 export { decodePairs, encodePairs } from "./serialization.ts";

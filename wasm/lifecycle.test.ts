@@ -148,6 +148,68 @@ for (const isolation of ["worker", "inline", "auto"] as const) {
       await plugin.stop();
     });
 
+    test("gRPC callout: proxy_grpc_call goes out as gRPC over HTTP/2; metadata, message, trailers and close come back in order", async () => {
+      const calls: { kind: string; headers: readonly (readonly [string, string])[]; body: Uint8Array }[] = [];
+      const frame = (m: string) => {
+        const b = bytes(m);
+        const out = new Uint8Array(5 + b.length);
+        new DataView(out.buffer).setUint32(1, b.length);
+        out.set(b, 5);
+        return out;
+      };
+      let grpcStatus = "0";
+      const httpCall: HttpCallFn = async (_upstream, headers, body, _trailers, _timeoutMs, kind) => {
+        calls.push({ kind, headers, body });
+        return { headers: [[":status", "200"], ["content-type", "application/grpc"], ["x-initial", "i"]], body: frame("allowed"), trailers: [["grpc-status", grpcStatus], ["grpc-message", "no%20way"]] };
+      };
+      const { plugin, logs } = await testPlugin(
+        `(global $waiting (mut i32) (i32.const 0))
+         (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+           (global.set $waiting (local.get 0))
+           (if (call $proxy_grpc_call {{"authz:9000"}} {{"pkg.Auth"}} {{"Check"}} ${pairsLiteral(["x-tenant", "t1"])}
+                 {{"ask"}} (i32.const 300) (i32.const 300))
+             (then (unreachable)))
+           (i32.const 1))
+         (func (export "proxy_on_grpc_receive_initial_metadata") (param i32 i32 i32)
+           (call $log3 {{"initial"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
+           (call $log_map (i32.const 4)))
+         (func (export "proxy_on_grpc_receive") (param i32 i32 i32)
+           (call $log3 {{"message"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
+           (call $log_buffer (i32.const 5)))
+         (func (export "proxy_on_grpc_receive_trailing_metadata") (param i32 i32 i32)
+           (call $log3 {{"trailing"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0)))
+         (func (export "proxy_on_grpc_close") (param i32 i32 i32)
+           (call $log3 {{"close"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
+           (drop (call $proxy_set_effective_context (global.get $waiting)))
+           (if (i32.eqz (local.get 2))
+             (then (drop (call $proxy_continue_stream (i32.const 0))))
+             (else (drop (call $proxy_send_local_response (i32.const 403) {{"grpc denied"}} {{"denied"}} (i32.const 0) (i32.const 0) (local.get 2))))))`,
+        { isolation, httpCall },
+      );
+      await plugin.start();
+      const s = plugin.stream();
+      expect((await s.requestHeaders(REQ, true)).action).toBe("continue");
+      expect(calls.length).toBe(1);
+      expect(calls[0]!.kind).toBe("grpc");
+      expect(calls[0]!.headers).toEqual([
+        [":method", "POST"], [":path", "/pkg.Auth/Check"], [":authority", "authz:9000"], ["content-type", "application/grpc"],
+        ["te", "trailers"], ["grpc-timeout", "300m"], ["x-tenant", "t1"],
+      ]);
+      expect([...calls[0]!.body]).toEqual([0, 0, 0, 0, 3, ...bytes("ask")]);
+      expect(logs).toEqual(["initial 1 2 0", "content-type=application/grpc;x-initial=i;", "message 1 7 0", "allowed", "trailing 1 2 0", "close 1 0 0"]);
+      s.done();
+      logs.length = 0;
+      grpcStatus = "7";
+      const s2 = plugin.stream();
+      const r2 = await s2.requestHeaders(REQ, true);
+      expect(r2.action).toBe("local");
+      expect(r2.response!.status).toBe(403);
+      expect(r2.response!.grpcStatus).toBe(7);
+      expect(logs.at(-1)).toBe("close 1 7 0");
+      s2.done();
+      await plugin.stop();
+    });
+
     test("a failed callout is delivered with zero headers; get_status carries the reason", async () => {
       const { plugin, logs } = await testPlugin(
         `(global $waiting (mut i32) (i32.const 0))

@@ -20,6 +20,7 @@ import {
   EmissionKind,
   type Failure,
   type HttpCallRequest,
+  isGrpcCallToken,
   Op,
   type VmConfig,
 } from "./protocol.ts";
@@ -36,12 +37,18 @@ export type HttpCallResult =
   | { readonly failure: string };
 
 /** Performs a plugin's HTTP callout (proxy_http_call). `upstream` is the plugin's cluster name. */
+/**
+ * `kind` "grpc": a proxy_grpc_call, already shaped as gRPC over HTTP/2 (POST /service/method,
+ * application/grpc, the framed message); the embedder must send it over HTTP/2 and return the
+ * trailers (grpc-status).
+ */
 export type HttpCallFn = (
   upstream: string,
   headers: HeaderPairs,
   body: Uint8Array,
   trailers: HeaderPairs,
   timeoutMs: number,
+  kind: "http" | "grpc",
 ) => Promise<HttpCallResult>;
 
 export interface PluginLogEntry {
@@ -1161,7 +1168,7 @@ export class WasmPlugin {
           })
         : undefined;
     const call = Promise.resolve()
-      .then(() => fn(c.upstream, unflatten(c.headers), c.body, unflatten(c.trailers), c.timeoutMs))
+      .then(() => fn(c.upstream, unflatten(c.headers), c.body, unflatten(c.trailers), c.timeoutMs, isGrpcCallToken(c.token) ? "grpc" : "http"))
       .catch(
       (e: unknown): HttpCallResult => ({ failure: e instanceof Error ? e.message : String(e) }),
     );

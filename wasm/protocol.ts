@@ -108,6 +108,14 @@ export interface LogRecord {
   readonly message: string;
 }
 
+/**
+ * Call ids as cpp-host numbers them: HTTP calls ≡ 0 (mod 4), gRPC calls ≡ 1. A gRPC call travels as
+ * an HTTP call (an HTTP/2 POST the embedder sends; see VmCore.grpcCall) with such a token.
+ */
+export function isGrpcCallToken(token: number): boolean {
+  return (token & 3) === 1;
+}
+
 export interface HttpCallRequest {
   readonly token: number;
   readonly upstream: string;

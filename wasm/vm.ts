@@ -50,9 +50,11 @@ import {
   type StartReply,
   type VmConfig,
   type VmServices,
+  isGrpcCallToken,
 } from "./protocol.ts";
 import type { FlatPairs } from "./serialization.ts";
 import { CallbackBudget } from "./budget.ts";
+import { type GrpcOutcome, grpcOutcome, grpcRequest } from "./grpc.ts";
 import { BudgetExceeded, ModuleAbort, ProcExit } from "./traps.ts";
 import { createWasi } from "./wasi.ts";
 
@@ -226,6 +228,9 @@ export class VmCore implements HostState {
   private readonly emissions: EmissionBuilder[] = [];
   private readonly pendingCalls = new Set<number>();
   private nextToken = 0;
+  private nextGrpcToken = 1;
+  /** The answer a gRPC call's callbacks are reading (initial/trailing metadata, the message, the status). */
+  private grpcAnswer: { readonly outcome: GrpcOutcome; message: Uint8Array | undefined } | undefined;
 
   private constructor(
     private readonly cfg: VmConfig,
@@ -702,6 +707,10 @@ export class VmCore implements HostState {
 
   private onHttpCallResponse(cmd: Extract<Command, { op: typeof Op.HTTP_CALL_RESPONSE }>): void {
     if (!this.pendingCalls.delete(cmd.token)) return;
+    if (isGrpcCallToken(cmd.token)) {
+      this.onGrpcAnswer(cmd.token, grpcOutcome(cmd.response, cmd.failure));
+      return;
+    }
     const r = cmd.response;
     this.callResponse =
       r === undefined
@@ -719,6 +728,23 @@ export class VmCore implements HostState {
       );
     } finally {
       this.callResponse = undefined;
+    }
+  }
+
+  /** A unary gRPC call's callbacks on the root context, in Envoy's order. */
+  private onGrpcAnswer(token: number, o: GrpcOutcome): void {
+    this.grpcAnswer = { outcome: o, message: undefined };
+    try {
+      if (o.initial !== undefined) this.invoke(undefined, "proxy_on_grpc_receive_initial_metadata", ROOT_ID, token, o.initial.length >> 1);
+      for (const m of o.messages) {
+        this.grpcAnswer.message = m;
+        this.invoke(undefined, "proxy_on_grpc_receive", ROOT_ID, token, m.length);
+      }
+      this.grpcAnswer.message = undefined;
+      if (o.trailing !== undefined) this.invoke(undefined, "proxy_on_grpc_receive_trailing_metadata", ROOT_ID, token, o.trailing.length >> 1);
+      this.invoke(undefined, "proxy_on_grpc_close", ROOT_ID, token, o.status);
+    } finally {
+      this.grpcAnswer = undefined;
     }
   }
 
@@ -748,6 +774,12 @@ export class VmCore implements HostState {
   }
 
   map(type: number): MapAccess | StatusCode {
+    if (type === MapType.GRPC_CALL_INITIAL_METADATA || type === MapType.GRPC_CALL_TRAILING_METADATA) {
+      const o = this.grpcAnswer?.outcome;
+      const pairs = type === MapType.GRPC_CALL_INITIAL_METADATA ? o?.initial : o?.trailing;
+      if (pairs === undefined) return Status.BAD_ARGUMENT;
+      return { pairs, writable: false, replace: () => {} };
+    }
     if (type === MapType.HTTP_CALL_RESPONSE_HEADERS || type === MapType.HTTP_CALL_RESPONSE_TRAILERS) {
       const r = this.callResponse;
       if (r === undefined) return Status.BAD_ARGUMENT;
@@ -759,7 +791,7 @@ export class VmCore implements HostState {
     const v = s.view;
     const writable = !this.readOnly;
     const slot = STREAM_MAPS[type];
-    if (slot === undefined) return Status.BAD_ARGUMENT; // gRPC metadata: no gRPC callouts in this host
+    if (slot === undefined) return Status.BAD_ARGUMENT;
     const pairs = v[slot.field];
     if (pairs === undefined) return Status.BAD_ARGUMENT;
     return {
@@ -805,6 +837,10 @@ export class VmCore implements HostState {
       }
       case BufferType.HTTP_CALL_RESPONSE_BODY:
         return this.callResponse === undefined ? Status.NOT_FOUND : { bytes: this.callResponse.body };
+      case BufferType.GRPC_CALL_MESSAGE: {
+        const m = this.grpcAnswer?.message;
+        return m === undefined ? Status.NOT_FOUND : { bytes: m };
+      }
       case BufferType.VM_CONFIGURATION:
         return { bytes: this.cfg.vmConfiguration };
       case BufferType.PLUGIN_CONFIGURATION:
@@ -840,6 +876,8 @@ export class VmCore implements HostState {
   }
 
   callStatus(): { code: number; message: string } | undefined {
+    const g = this.grpcAnswer;
+    if (g !== undefined) return { code: g.outcome.status, message: g.outcome.message };
     const r = this.callResponse;
     if (r === undefined) return undefined;
     return r.failure === undefined ? { code: 0, message: "" } : { code: 14, message: r.failure };
@@ -873,6 +911,23 @@ export class VmCore implements HostState {
     this.pendingCalls.add(token);
     this.effects.httpCalls.push({ token, upstream, headers: h, body, trailers, timeoutMs });
     return { status: Status.OK, token };
+  }
+
+  grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number } {
+    const allowed = this.cfg.httpCallUpstreams;
+    if (allowed !== undefined && !allowed.includes(upstream)) return { status: Status.PARSE_FAILURE };
+    if (service === "" || method === "" || /[\s/]/.test(service) || /[\s/]/.test(method)) return { status: Status.BAD_ARGUMENT };
+    if (this.pendingCalls.size >= MAX_PENDING_HTTP_CALLS) return { status: Status.INTERNAL_FAILURE };
+    const { headers, body } = grpcRequest(upstream, service, method, metadata, message, timeoutMs);
+    this.nextGrpcToken = this.nextGrpcToken >= 0x7ffffff0 ? 1 : this.nextGrpcToken + 4;
+    const token = this.nextGrpcToken;
+    this.pendingCalls.add(token);
+    this.effects.httpCalls.push({ token, upstream, headers, body, trailers: [], timeoutMs });
+    return { status: Status.OK, token };
+  }
+
+  grpcCancel(token: number): StatusCode {
+    return isGrpcCallToken(token) && this.pendingCalls.delete(token) ? Status.OK : Status.NOT_FOUND;
   }
 
   setTickPeriod(ms: number): StatusCode {

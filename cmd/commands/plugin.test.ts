@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExamples, compileWat, loadTestdataPlugin } from "../../plugins/build/index.ts";
 import { runMesh, stackFrames, type CliResult } from "../../test/harness/index.ts";
+import { pluginModule } from "../../wasm/testdata/wat.ts";
 
 let dir: string;
 const wasm = (name: string) => join(dir, `${name}.wasm`);
@@ -30,7 +31,7 @@ beforeAll(async () => {
   await buildExamples(dir);
   for (const name of ["trap", "no-abi", "loop"] as const) writeFileSync(wasm(name), (await loadTestdataPlugin(name)).wasm);
   writeFileSync(wasm("lacking"), compileWat(watPlugin(`(import "env" "proxy_does_not_exist" (func (param i32) (result i32)))`), "lacking.wat"));
-  writeFileSync(wasm("grpc"), compileWat(watPlugin(`(import "env" "proxy_grpc_call" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))`), "grpc.wat"));
+  writeFileSync(wasm("grpc"), compileWat(watPlugin(`(import "env" "proxy_grpc_stream" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))`), "grpc.wat"));
   writeFileSync(wasm("big"), compileWat(watPlugin("", 4), "big.wat"));
   writeFileSync(wasm("holder"), compileWat(watPlugin("", 1, 1), "holder.wat"));
   // writes a line to stdout (WASI) and resets the stream from its request headers
@@ -122,8 +123,8 @@ describe("mesh plugin check", () => {
   test("an import the host provides but cannot serve (gRPC) is a warning, not a refusal", async () => {
     const r = await mesh("check", wasm("grpc"));
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/env\.proxy_grpc_call\s+NOT SUPPORTED here/);
-    expect(r.stdout).toMatch(/warnings\n {2}env\.proxy_grpc_call is not supported by this host: .*UNIMPLEMENTED/);
+    expect(r.stdout).toMatch(/env\.proxy_grpc_stream\s+NOT SUPPORTED here/);
+    expect(r.stdout).toMatch(/warnings\n {2}env\.proxy_grpc_stream is not supported by this host: .*UNIMPLEMENTED/);
   });
 
   test("declared memory above --max-memory-pages: refused; the default limit takes it", async () => {
@@ -196,6 +197,37 @@ describe("mesh plugin run", () => {
     expect(q.callouts[0]).toMatchObject({ upstream: "authz.default.svc.cluster.local:8080", outcome: "answered", timeoutMs: 1000, response: { status: 200, headers: [["x-auth-user", "alice"]] } });
     expect(q.callouts[0].headers).toContainEqual(["authorization", "Bearer good"]);
     expect(q.callouts[0].headers).toContainEqual([":path", "/check"]);
+  });
+
+  test("a gRPC callout: the answer's body is the reply message; grpc-status in the answer is the call's status", async () => {
+    writeFileSync(
+      wasm("grpc-ask"),
+      await pluginModule(`
+(global $waiting (mut i32) (i32.const 0))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (global.set $waiting (local.get 0))
+  (drop (call $proxy_grpc_call {{"grpcauthz:80"}} {{"mesh.test.Authz"}} {{"Check"}} (i32.const 0) (i32.const 0) {{"please"}} (i32.const 500) (i32.const 300)))
+  (i32.const 1))
+(func (export "proxy_on_grpc_receive") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (local.get 2) (i32.const 264) (i32.const 268)))
+    (then (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-verdict"}} (i32.load (i32.const 264)) (i32.load (i32.const 268)))))))
+(func (export "proxy_on_grpc_close") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (local.get 2))
+    (then (drop (call $proxy_continue_stream (i32.const 0))))
+    (else (drop (call $proxy_send_local_response (i32.const 403) {{"grpc_denied"}} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (local.get 2))))))`),
+    );
+    const ok = json(await mesh("run", wasm("grpc-ask"), "--request", "GET /a", "--callout", "grpcauthz:80=200 -d granted", "--json")).requests[0];
+    expect(ok.outcome).toBe("forwarded");
+    expect(ok.requestChanges.headers).toEqual([{ kind: "added", name: "x-verdict", value: "granted" }]);
+    expect(ok.callouts[0].headers).toContainEqual([":path", "/mesh.test.Authz/Check"]);
+    expect(ok.callouts[0].headers).toContainEqual(["content-type", "application/grpc"]);
+    const denied = json(await mesh("run", wasm("grpc-ask"), "--request", "GET /a", "--callout", "grpcauthz:80=200 grpc-status:7", "--json")).requests[0];
+    expect(denied.outcome).toBe("local");
+    expect(denied.localResponse).toMatchObject({ status: 403, grpcStatus: 7 });
+    const unanswered = await mesh("run", wasm("grpc-ask"), "--request", "GET /a");
+    expect(unanswered.stdout).toContain(`[warn] host: grpc_call to "grpcauthz:80" has no answer`);
   });
 
   test("http-callout, unanswered: a clear log line, the plugin denies with 403; still exit 0 (the plugin ran)", async () => {

@@ -31,12 +31,14 @@ export type PluginOutcome =
   | { readonly kind: "reset" };
 
 /** What a plugin's `proxy_http_call` does: a request to a mesh service `host:port`, headers with pseudo-headers. */
+/** A plugin's callout to a mesh service; `kind` "grpc" is a unary gRPC call and goes over HTTP/2. */
 export type MeshHttpCall = (
   upstream: string,
   headers: readonly (readonly [string, string])[],
   body: Uint8Array,
   trailers: readonly (readonly [string, string])[],
   timeoutMs: number,
+  kind: "http" | "grpc",
 ) => Promise<{ readonly headers: readonly (readonly [string, string])[]; readonly body?: Uint8Array; readonly trailers?: readonly (readonly [string, string])[] } | { readonly failure: string }>;
 
 /** What the waypoint gives the plugin chain when it starts. */

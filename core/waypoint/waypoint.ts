@@ -248,11 +248,12 @@ export class Waypoint {
   }
 
   /**
-   * A plugin's `proxy_http_call`: `upstream` names a mesh service as `host:port` (a hostname,
-   * relative to the waypoint's namespace, or a VIP). Sent over HTTP/1.1 as the waypoint's identity
-   * to an endpoint chosen like any request's; the response is bounded (1 MiB) and timed out.
+   * A plugin's `proxy_http_call` or `proxy_grpc_call`: `upstream` names a mesh service as
+   * `host:port` (a hostname, relative to the waypoint's namespace, or a VIP). Sent as the waypoint's
+   * identity to an endpoint chosen like any request's — HTTP/1.1, or HTTP/2 for gRPC —; the response
+   * is bounded (1 MiB) and timed out.
    */
-  private readonly httpCall: MeshHttpCall = async (upstream, headers, body, trailers, timeoutMs) => {
+  private readonly httpCall: MeshHttpCall = async (upstream, headers, body, trailers, timeoutMs, kind) => {
     void trailers;
     const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(upstream);
     if (!m) return { failure: `upstream ${JSON.stringify(upstream)} is not host:port` };
@@ -265,11 +266,12 @@ export class Waypoint {
       [host, `${host}.${ns}.svc.cluster.local`, `${host}.svc.cluster.local`, `${host}.cluster.local`].map((h) => state.servicesByHostname(h)[0]).find((s) => s !== undefined);
     if (!svc) return { failure: `no mesh service ${host}` };
     const ep = this.balancer.pick(serviceEndpoints(state, svc, port));
-    if (!ep || !this.h1Pool) return { failure: `no healthy endpoint for ${svc.hostname}:${port}` };
+    const pool = kind === "grpc" ? this.h2Pool : this.h1Pool;
+    if (!ep || !pool) return { failure: `no healthy endpoint for ${svc.hostname}:${port}` };
     const get = (n: string) => headers.find(([k]) => k === n)?.[1];
     const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
-    const call = this.h1Pool.request(ep, { method: get(":method") ?? "GET", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, new BufferedBody(body.byteLength ? [body] : []));
-    const timer = timeoutMs > 0 ? setTimeout(() => call.cancel(new MeshError(ErrorCodes.UPSTREAM_TIMEOUT, "http_call timed out")), timeoutMs) : undefined;
+    const call = pool.request(ep, { method: get(":method") ?? "GET", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, new BufferedBody(body.byteLength ? [body] : []));
+    const timer = timeoutMs > 0 ? setTimeout(() => call.cancel(new MeshError(ErrorCodes.UPSTREAM_TIMEOUT, `${kind === "grpc" ? "grpc_call" : "http_call"} timed out`)), timeoutMs) : undefined;
     try {
       const r = await call.response;
       const chunks: Uint8Array[] = [];
@@ -280,7 +282,7 @@ export class Waypoint {
           data: (c) => {
             size += c.byteLength;
             if (size > 1024 * 1024) {
-              call.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "http_call response over 1 MiB"));
+              call.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "callout response over 1 MiB"));
               return;
             }
             chunks.push(c);

@@ -7,6 +7,7 @@ import {
   WasmPlugin,
   describeModule,
   type FailStrategy,
+  grpcFrame,
   type HeaderPairs,
   type HttpCallResult,
   type LogLevelName,
@@ -168,11 +169,11 @@ export async function runPlugin(opts: RunOptions, requests: readonly SimRequest[
   let logs: LogLine[] = [];
   let current: RequestRecord | undefined;
   let answers: ReadonlyMap<string, CalloutAnswer> = opts.callouts ?? new Map();
-  const httpCall = async (upstream: string, headers: HeaderPairs, body: Uint8Array, _trailers: HeaderPairs, timeoutMs: number): Promise<HttpCallResult> => {
+  const httpCall = async (upstream: string, headers: HeaderPairs, body: Uint8Array, _trailers: HeaderPairs, timeoutMs: number, kind: "http" | "grpc"): Promise<HttpCallResult> => {
     const answer = answers.get(upstream) ?? answers.get("*");
     const base = { upstream, headers: toPairs(headers), body, timeoutMs };
     if (answer === undefined) {
-      const why = `http_call to ${JSON.stringify(upstream)} has no answer (give one with --callout '${upstream}=200 name:value' or callouts: in the requests file); the plugin gets a failed callout`;
+      const why = `${kind === "grpc" ? "grpc_call" : "http_call"} to ${JSON.stringify(upstream)} has no answer (give one with --callout '${upstream}=200 name:value' or callouts: in the requests file); the plugin gets a failed callout`;
       logs.push({ level: "warn", source: "host", message: why });
       current?.callouts.push({ ...base, outcome: "unanswered", failure: "no answer configured" });
       return { failure: `no answer configured for ${upstream}` };
@@ -183,9 +184,16 @@ export async function runPlugin(opts: RunOptions, requests: readonly SimRequest[
     }
     const r = answer.response;
     const respHeaders: Pairs = [[":status", String(r.status)], ...r.headers];
-    const respBody = concatBytes(r.body);
-    current?.callouts.push({ ...base, outcome: "answered", response: { headers: respHeaders, body: respBody, ...(r.trailers ? { trailers: r.trailers } : {}) } });
-    return { headers: respHeaders, body: respBody, ...(r.trailers ? { trailers: r.trailers } : {}) };
+    let respBody = concatBytes(r.body);
+    let trailers = r.trailers;
+    if (kind === "grpc") {
+      // the answer's body is the reply message; a 200 without grpc-status means OK
+      if (respBody.length > 0) respBody = grpcFrame(respBody);
+      const statusGiven = [...r.headers, ...(trailers ?? [])].some(([k]) => k === "grpc-status");
+      if (!statusGiven && r.status === 200) trailers = [...(trailers ?? []), ["grpc-status", "0"]];
+    }
+    current?.callouts.push({ ...base, outcome: "answered", response: { headers: respHeaders, body: respBody, ...(trailers ? { trailers } : {}) } });
+    return { headers: respHeaders, body: respBody, ...(trailers ? { trailers } : {}) };
   };
 
   const plugin = new WasmPlugin({

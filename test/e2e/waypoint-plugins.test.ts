@@ -5,6 +5,7 @@
 // plugin that must not stall other traffic, and a hot reload under load with nothing dropped.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http from "node:http";
+import http2 from "node:http2";
 import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,7 @@ describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
   const clientIp = `${subnet}1`;
   const vip = (n: number) => `${subnet}${100 + n}`;
-  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer", "props"] as const;
+  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer", "props", "grpcguarded"] as const;
   // The route of `steer` matches a header its plugin adds: routing happens after the request's plugins.
   const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -37,6 +38,7 @@ spec:
   let waypoint: ZtunnelProcess;
   let app: http.Server;
   let authz: http.Server;
+  let grpcAuthz: http2.Http2Server;
   const seen: { path: string; headers: http.IncomingHttpHeaders }[] = [];
   let dir: string;
   let configText: (addValue: string, denyBody?: string) => string;
@@ -68,6 +70,32 @@ spec:
   (call $prop {{"xds\\00cluster_name"}})
   (call $prop {{"response\\00code_details"}}))`),
     );
+    // Asks a gRPC service (unary call, the request's x-ask header as the message) and lets the
+    // request through with the service's answer; PERMISSION_DENIED answers 403, any other failure 503.
+    writeFileSync(
+      join(dir, "grpc-ask.wasm"),
+      await pluginModule(`
+(global $waiting (mut i32) (i32.const 0))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (global.set $waiting (local.get 0))
+  (i32.store (i32.const 256) (i32.const 0)) (i32.store (i32.const 260) (i32.const 0))
+  (drop (call $proxy_get_header_map_value (i32.const 0) {{"x-ask"}} (i32.const 256) (i32.const 260)))
+  (if (call $proxy_grpc_call {{"grpcauthz.default.svc.cluster.local:80"}} {{"mesh.test.Authz"}} {{"Check"}} (i32.const 0) (i32.const 0)
+        (i32.load (i32.const 256)) (i32.load (i32.const 260)) (i32.const 2000) (i32.const 300))
+    (then (unreachable)))
+  (i32.const 1))
+(func (export "proxy_on_grpc_receive") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (local.get 2) (i32.const 264) (i32.const 268)))
+    (then (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-wasm-filter"}} (i32.load (i32.const 264)) (i32.load (i32.const 268)))))))
+(func (export "proxy_on_grpc_close") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (local.get 2))
+    (then (drop (call $proxy_continue_stream (i32.const 0))))
+    (else (if (i32.eq (local.get 2) (i32.const 7))
+      (then (drop (call $proxy_send_local_response (i32.const 403) {{"grpc_denied"}} {{"denied by the gRPC service"}} (i32.const 0) (i32.const 0) (local.get 2))))
+      (else (drop (call $proxy_send_local_response (i32.const 503) {{"grpc_failed"}} {{"gRPC call failed"}} (i32.const 0) (i32.const 0) (local.get 2))))))))`),
+    );
     app = http.createServer((req, res) => {
       seen.push({ path: String(req.url), headers: req.headers });
       let received = "";
@@ -86,6 +114,29 @@ spec:
     });
     await new Promise<void>((r) => app.listen(8080, `${subnet}2`, r));
     await new Promise<void>((r) => authz.listen(8080, `${subnet}3`, r));
+    // a unary gRPC service over h2c: "please" is granted (with a message), anything else is PERMISSION_DENIED
+    grpcAuthz = http2.createServer();
+    grpcAuthz.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        const body = Buffer.concat(chunks);
+        const ok = headers[":path"] === "/mesh.test.Authz/Check" && headers["content-type"] === "application/grpc" && body.subarray(5).toString() === "please";
+        if (!ok) {
+          // trailers-only: the status in the only header block
+          stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "7", "grpc-message": "not you" }, { endStream: true });
+          return;
+        }
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        const msg = Buffer.from("granted-by-grpc");
+        const frame = Buffer.alloc(5 + msg.length);
+        frame.writeUInt32BE(msg.length, 1);
+        msg.copy(frame, 5);
+        stream.end(frame);
+      });
+    });
+    await new Promise<void>((r) => grpcAuthz.listen(9000, `${subnet}4`, r));
     const plugin = (name: string, service: string, extra: string) => `- name: ${name}
   namespace: default
   targetRefs: [{kind: Service, group: "", name: ${service}}]
@@ -96,11 +147,13 @@ ${extra}`;
           { name: "client", ip: clientIp, node: "node-a" },
           { name: "app", ip: `${subnet}2`, node: "node-b", services: Object.fromEntries(SERVICES.map((s) => [serviceKey(s), { 80: 8080 }])) },
           { name: "authz", ip: `${subnet}3`, node: "node-b", services: { [serviceKey("authz")]: { 80: 8080 } } },
+          { name: "grpcauthz", ip: `${subnet}4`, node: "node-b", services: { [serviceKey("grpcauthz")]: { 80: 9000 } } },
           { name: "waypoint", ip: `${subnet}10`, node: "node-w", services: { [serviceKey("waypoint")]: { 15008: 15008 } } },
         ],
         services: [
           ...SERVICES.map((s, i) => ({ name: s, vip: vip(i), ports: { 80: 8080 }, waypoint: "waypoint" })),
           { name: "authz", vip: `${subnet}99`, ports: { 80: 8080 } },
+          { name: "grpcauthz", vip: `${subnet}97`, ports: { 80: 9000 } },
           { name: "waypoint", vip: `${subnet}98`, ports: { 15008: 15008 } },
         ],
         extra: `plugins:
@@ -133,6 +186,8 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
   pluginName: add-header
   pluginConfig: {request_header: x-steer, request_value: canary}
 `)}${plugin("props", "props", `  url: ${join(dir, "props.wasm")}
+`)}${plugin("grpc-ask", "grpcguarded", `  url: ${join(dir, "grpc-ask.wasm")}
+  phase: AUTHZ
 `)}${plugin("inline", "inline", `  url: ${byName["add-header"]!.outFile}
   pluginName: add-header
   pluginConfig: {header: x-inline, value: "yes"}
@@ -148,6 +203,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     await mesh?.stop();
     app?.close();
     authz?.close();
+    grpcAuthz?.close();
   });
 
   const call = async (svc: (typeof SERVICES)[number], path: string, headers: Record<string, string> = {}, body?: string) =>
@@ -177,6 +233,16 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect(identity).toMatch(/^spiffe:\/\/cluster\.local\/ns\/default\/sa\//);
     expect(cluster).toBe("inbound-vip|80|http|props.default.svc.cluster.local");
     expect(details).toBe("via_upstream");
+  });
+
+  test("a gRPC callout (proxy_grpc_call) to a mesh service over HTTP/2: its answer lets the request through, its status denies", async () => {
+    const ok = await call("grpcguarded", "/g", { "x-ask": "please" });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body).filter).toBe("granted-by-grpc");
+    const no = await call("grpcguarded", "/g-denied", { "x-ask": "gimme" });
+    expect(no.status).toBe(403); // PERMISSION_DENIED reached the plugin (a failed call would be 503)
+    expect(no.body).toBe("denied by the gRPC service");
+    expect(seen.some((x) => x.path === "/g-denied")).toBe(false);
   });
 
   test("deny-by-header: a local 403 with the configured body, the app never sees it, and the plugin's counter shows on /metrics", async () => {
