@@ -107,6 +107,12 @@ export function createEnv(h: HostState): Record<string, HostFn> {
     for (let i = 0; i < p.length; i += 2) p[i] = p[i]!.toLowerCase();
     return p;
   };
+  /** A callout the host accepted: its id goes to the module (the pointer was checked before). */
+  const callStarted = (r: { status: StatusCode; token?: number }, tokenPtr: number): StatusCode => {
+    if (r.status !== Status.OK || r.token === undefined) return r.status;
+    mem.writeU32(tokenPtr, r.token);
+    return Status.OK;
+  };
   const mapFor = (type: number): MapAccess | StatusCode => (type >>> 0 > 7 ? Status.BAD_ARGUMENT : h.map(type >>> 0));
   /** The writable map and the key/value a set-style call names, or the status to return. */
   const entryEdit = (type: number, kp: number, kl: number, vp: number, vl: number): { m: MapAccess; key: string; value: string } | StatusCode => {
@@ -318,10 +324,7 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       const trailers = pairsIn(tp, tl);
       if (typeof trailers === "number") return trailers;
       if (!mem.inBounds(tokenPtr, 4)) return IMA;
-      const r = h.httpCall(upstream, headers, body, trailers, timeout >>> 0);
-      if (r.status !== Status.OK || r.token === undefined) return r.status;
-      mem.writeU32(tokenPtr, r.token);
-      return Status.OK;
+      return callStarted(h.httpCall(upstream, headers, body, trailers, timeout >>> 0), tokenPtr);
     },
     proxy_grpc_call(
       up: number,
@@ -348,10 +351,7 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       const message = bytesIn(bp, bl, h.maxBufferBytes);
       if (typeof message === "number") return message;
       if (!mem.inBounds(tokenPtr, 4)) return IMA;
-      const r = h.grpcCall(upstream, service, method, metadata, message, timeout >>> 0);
-      if (r.status !== Status.OK || r.token === undefined) return r.status;
-      mem.writeU32(tokenPtr, r.token);
-      return Status.OK;
+      return callStarted(h.grpcCall(upstream, service, method, metadata, message, timeout >>> 0), tokenPtr);
     },
     proxy_grpc_stream(): StatusCode {
       return Status.UNIMPLEMENTED;

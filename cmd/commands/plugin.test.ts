@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExamples, compileWat, loadTestdataPlugin } from "../../plugins/build/index.ts";
 import { runMesh, stackFrames, type CliResult } from "../../test/harness/index.ts";
+import { grpcAskPlugin } from "../../wasm/testdata/plugins.ts";
 import { pluginModule } from "../../wasm/testdata/wat.ts";
 
 let dir: string;
@@ -200,25 +201,8 @@ describe("mesh plugin run", () => {
   });
 
   test("a gRPC callout: the answer's body is the reply message; grpc-status in the answer is the call's status", async () => {
-    writeFileSync(
-      wasm("grpc-ask"),
-      await pluginModule(`
-(global $waiting (mut i32) (i32.const 0))
-(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-  (global.set $waiting (local.get 0))
-  (drop (call $proxy_grpc_call {{"grpcauthz:80"}} {{"mesh.test.Authz"}} {{"Check"}} (i32.const 0) (i32.const 0) {{"please"}} (i32.const 500) (i32.const 300)))
-  (i32.const 1))
-(func (export "proxy_on_grpc_receive") (param i32 i32 i32)
-  (drop (call $proxy_set_effective_context (global.get $waiting)))
-  (if (i32.eqz (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (local.get 2) (i32.const 264) (i32.const 268)))
-    (then (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-verdict"}} (i32.load (i32.const 264)) (i32.load (i32.const 268)))))))
-(func (export "proxy_on_grpc_close") (param i32 i32 i32)
-  (drop (call $proxy_set_effective_context (global.get $waiting)))
-  (if (i32.eqz (local.get 2))
-    (then (drop (call $proxy_continue_stream (i32.const 0))))
-    (else (drop (call $proxy_send_local_response (i32.const 403) {{"grpc_denied"}} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (local.get 2))))))`),
-    );
-    const ok = json(await mesh("run", wasm("grpc-ask"), "--request", "GET /a", "--callout", "grpcauthz:80=200 -d granted", "--json")).requests[0];
+    writeFileSync(wasm("grpc-ask"), await pluginModule(grpcAskPlugin("grpcauthz:80", "x-verdict")));
+    const ok = json(await mesh("run", wasm("grpc-ask"), "--request", "GET /a x-ask:please", "--callout", "grpcauthz:80=200 -d granted", "--json")).requests[0];
     expect(ok.outcome).toBe("forwarded");
     expect(ok.requestChanges.headers).toEqual([{ kind: "added", name: "x-verdict", value: "granted" }]);
     expect(ok.callouts[0].headers).toContainEqual([":path", "/mesh.test.Authz/Check"]);

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExamples, loadTestdataPlugin } from "../../plugins/build/index.ts";
+import { grpcAskPlugin } from "../../wasm/testdata/plugins.ts";
 import { pluginModule } from "../../wasm/testdata/wat.ts";
 import { TestMesh, ZtunnelProcess, allocSubnet, httpOver, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
 
@@ -70,32 +71,7 @@ spec:
   (call $prop {{"xds\\00cluster_name"}})
   (call $prop {{"response\\00code_details"}}))`),
     );
-    // Asks a gRPC service (unary call, the request's x-ask header as the message) and lets the
-    // request through with the service's answer; PERMISSION_DENIED answers 403, any other failure 503.
-    writeFileSync(
-      join(dir, "grpc-ask.wasm"),
-      await pluginModule(`
-(global $waiting (mut i32) (i32.const 0))
-(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-  (global.set $waiting (local.get 0))
-  (i32.store (i32.const 256) (i32.const 0)) (i32.store (i32.const 260) (i32.const 0))
-  (drop (call $proxy_get_header_map_value (i32.const 0) {{"x-ask"}} (i32.const 256) (i32.const 260)))
-  (if (call $proxy_grpc_call {{"grpcauthz.default.svc.cluster.local:80"}} {{"mesh.test.Authz"}} {{"Check"}} (i32.const 0) (i32.const 0)
-        (i32.load (i32.const 256)) (i32.load (i32.const 260)) (i32.const 2000) (i32.const 300))
-    (then (unreachable)))
-  (i32.const 1))
-(func (export "proxy_on_grpc_receive") (param i32 i32 i32)
-  (drop (call $proxy_set_effective_context (global.get $waiting)))
-  (if (i32.eqz (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (local.get 2) (i32.const 264) (i32.const 268)))
-    (then (drop (call $proxy_add_header_map_value (i32.const 0) {{"x-wasm-filter"}} (i32.load (i32.const 264)) (i32.load (i32.const 268)))))))
-(func (export "proxy_on_grpc_close") (param i32 i32 i32)
-  (drop (call $proxy_set_effective_context (global.get $waiting)))
-  (if (i32.eqz (local.get 2))
-    (then (drop (call $proxy_continue_stream (i32.const 0))))
-    (else (if (i32.eq (local.get 2) (i32.const 7))
-      (then (drop (call $proxy_send_local_response (i32.const 403) {{"grpc_denied"}} {{"denied by the gRPC service"}} (i32.const 0) (i32.const 0) (local.get 2))))
-      (else (drop (call $proxy_send_local_response (i32.const 503) {{"grpc_failed"}} {{"gRPC call failed"}} (i32.const 0) (i32.const 0) (local.get 2))))))))`),
-    );
+    writeFileSync(join(dir, "grpc-ask.wasm"), await pluginModule(grpcAskPlugin("grpcauthz.default.svc.cluster.local:80", "x-wasm-filter")));
     app = http.createServer((req, res) => {
       seen.push({ path: String(req.url), headers: req.headers });
       let received = "";

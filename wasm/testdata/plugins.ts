@@ -57,3 +57,32 @@ export const RESP: [string, string][] = [
 
 export const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));
 export const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/**
+ * WAT body of a plugin that asks a gRPC service before letting a request through: a unary call to
+ * `upstream` (mesh.test.Authz/Check) with the request's x-ask header as the message; the reply
+ * message goes into request header `header`; PERMISSION_DENIED (7) answers 403, any other failure 503.
+ */
+export function grpcAskPlugin(upstream: string, header: string): string {
+  return `
+(global $waiting (mut i32) (i32.const 0))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (global.set $waiting (local.get 0))
+  (i32.store (i32.const 256) (i32.const 0)) (i32.store (i32.const 260) (i32.const 0))
+  (drop (call $proxy_get_header_map_value (i32.const 0) {{"x-ask"}} (i32.const 256) (i32.const 260)))
+  (if (call $proxy_grpc_call {{"${upstream}"}} {{"mesh.test.Authz"}} {{"Check"}} (i32.const 0) (i32.const 0)
+        (i32.load (i32.const 256)) (i32.load (i32.const 260)) (i32.const 2000) (i32.const 300))
+    (then (unreachable)))
+  (i32.const 1))
+(func (export "proxy_on_grpc_receive") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (local.get 2) (i32.const 264) (i32.const 268)))
+    (then (drop (call $proxy_add_header_map_value (i32.const 0) {{"${header}"}} (i32.load (i32.const 264)) (i32.load (i32.const 268)))))))
+(func (export "proxy_on_grpc_close") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (local.get 2))
+    (then (drop (call $proxy_continue_stream (i32.const 0))))
+    (else (if (i32.eq (local.get 2) (i32.const 7))
+      (then (drop (call $proxy_send_local_response (i32.const 403) {{"grpc_denied"}} {{"denied by the gRPC service"}} (i32.const 0) (i32.const 0) (local.get 2))))
+      (else (drop (call $proxy_send_local_response (i32.const 503) {{"grpc_failed"}} {{"gRPC call failed"}} (i32.const 0) (i32.const 0) (local.get 2))))))))`;
+}
