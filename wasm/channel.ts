@@ -399,6 +399,7 @@ function writeEffects(w: MessageWriter, e: BatchEffects): void {
     w.u32(c.timeoutMs);
   }
   w.i32(e.tickPeriodMs);
+  w.u8v(e.rootDone);
   w.u32(e.metrics.length);
   for (const m of e.metrics) {
     w.str(m.name);
@@ -410,7 +411,7 @@ function writeEffects(w: MessageWriter, e: BatchEffects): void {
 }
 
 function readEffects(r: MessageReader): BatchEffects {
-  const e: BatchEffects = { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [] };
+  const e: BatchEffects = { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
   const nl = r.u32();
   for (let i = 0; i < nl; i++) {
     const level = r.u8v() as BatchEffects["logs"][number]["level"];
@@ -427,6 +428,7 @@ function readEffects(r: MessageReader): BatchEffects {
     e.httpCalls.push({ token, upstream, headers, body, trailers, timeoutMs: r.u32() });
   }
   e.tickPeriodMs = r.i32();
+  e.rootDone = r.u8v() as BatchEffects["rootDone"];
   const nm = r.u32();
   for (let i = 0; i < nm; i++) {
     const name = r.str();

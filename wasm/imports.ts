@@ -76,8 +76,6 @@ export const ENV_IMPORTS: Readonly<Record<string, FuncType>> = {
 
 /** Host functions that exist (so modules link) but cannot do their job in this host, and why. */
 export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
-  proxy_done:
-    "the host does not keep a root context alive after proxy_on_done returns false (stop() ends the VM); returns NOT_FOUND",
   proxy_call_foreign_function:
     "no foreign functions are registered (Envoy's CEL, zlib, signing helpers are not provided); returns NOT_FOUND",
   proxy_grpc_stream: "gRPC streams are not supported (unary calls are, with proxy_grpc_call); returns UNIMPLEMENTED",

@@ -210,6 +210,43 @@ for (const isolation of ["worker", "inline", "auto"] as const) {
       await plugin.stop();
     });
 
+    test("stop: proxy_on_done returning false keeps the root context working until it calls proxy_done, then proxy_on_delete", async () => {
+      const { plugin, logs } = await testPlugin(
+        `(global $ticks (mut i32) (i32.const 0))
+         (func (export "proxy_on_done") (param i32) (result i32)
+           (call $log3 {{"on_done"}} (local.get 0) (i32.const 0) (i32.const 0))
+           (drop (call $proxy_set_tick_period_milliseconds (i32.const 5)))
+           (i32.const 0))
+         (func (export "proxy_on_tick") (param i32)
+           (global.set $ticks (i32.add (global.get $ticks) (i32.const 1)))
+           (if (i32.eq (global.get $ticks) (i32.const 2))
+             (then
+               (call $log3 {{"finished"}} (local.get 0) (global.get $ticks) (i32.const 0))
+               (drop (call $proxy_done)))))
+         (func (export "proxy_on_delete") (param i32)
+           (call $log3 {{"on_delete"}} (local.get 0) (i32.const 0) (i32.const 0)))`,
+        { isolation },
+      );
+      await plugin.start();
+      await plugin.stop();
+      expect(logs).toEqual(["on_done 1 0 0", "finished 1 2 0", "on_delete 1 0 0"]);
+    });
+
+    test("stop: a plugin that never calls proxy_done is stopped after rootDoneTimeoutMs, with a warning", async () => {
+      const { plugin, logs, hostLogs } = await testPlugin(
+        `(func (export "proxy_on_done") (param i32) (result i32) (i32.const 0))
+         (func (export "proxy_on_delete") (param i32)
+           (call $log3 {{"on_delete"}} (local.get 0) (i32.const 0) (i32.const 0)))`,
+        { isolation, rootDoneTimeoutMs: 50 },
+      );
+      await plugin.start();
+      const t0 = performance.now();
+      await plugin.stop();
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(45);
+      expect(logs).toEqual([]);
+      expect(hostLogs.some((l) => l.includes("proxy_done did not come within 50 ms"))).toBe(true);
+    });
+
     test("a failed callout is delivered with zero headers; get_status carries the reason", async () => {
       const { plugin, logs } = await testPlugin(
         `(global $waiting (mut i32) (i32.const 0))

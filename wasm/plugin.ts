@@ -115,6 +115,11 @@ export interface WasmPluginOptions {
   readonly wakeMain?: "message" | "atomics";
   /** Time past the budget before the main thread terminates an unresponsive worker. Default 100 ms. */
   readonly killGraceMs?: number;
+  /**
+   * At stop(): how long a plugin whose proxy_on_done returned false has to call proxy_done
+   * (its root context finishing work in flight: callouts, queued data) before the VM goes anyway.
+   */
+  readonly rootDoneTimeoutMs?: number;
   /** Worker entry; default `./vm-worker.ts` next to this file (see README for compiled binaries). */
   readonly workerUrl?: string | URL;
 }
@@ -179,6 +184,7 @@ const DEFAULTS = {
   maxBufferBytes: 1 << 20,
   maxHeaderBytes: 64 << 10,
   killGraceMs: 100,
+  rootDoneTimeoutMs: 5000,
   spinMicros: 0,
   workerSpinMicros: 0,
 } as const;
@@ -662,6 +668,10 @@ export class WasmPlugin {
   private doneQueue: Queued[] = [];
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
   private doneImmediate: ReturnType<typeof setImmediate> | undefined;
+  /** stop() began: no new streams, no restarts; the root context may still be finishing. */
+  private stopping = false;
+  /** Set while stop() waits for proxy_done: called when the root context was deleted or the VM died. */
+  private rootDeleted: (() => void) | undefined;
   private inFlight = false;
   /** Commands still to be sent one per round trip (after a batch did not fit the channel). */
   private soloLeft = 0;
@@ -723,6 +733,24 @@ export class WasmPlugin {
     if (this.slowSince.length >= AUTO_SLOW_COUNT) {
       this.quarantine(`${AUTO_SLOW_COUNT} callbacks within ${AUTO_SLOW_WINDOW_MS / 1000} s each spent over ${AUTO_SLOW_NS / 1e6} ms of the waypoint's CPU in the module (the last ${(slowestNs / 1e6).toFixed(1)} ms)`);
     }
+  }
+
+  /** Waits for the root context to call proxy_done (its work runs meanwhile), at most rootDoneTimeoutMs. */
+  private rootFinished(): Promise<void> {
+    const ms = this.o.rootDoneTimeoutMs ?? DEFAULTS.rootDoneTimeoutMs;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.hostLog("warn", `proxy_on_done returned false and proxy_done did not come within ${ms} ms; the VM is stopped anyway`);
+        end();
+      }, ms);
+      const end = (): void => {
+        clearTimeout(timer);
+        this.rootDeleted = undefined;
+        resolve();
+      };
+      this.rootDeleted = end;
+      this.pump();
+    });
   }
 
   /** Static facts about the module (available after start()). */
@@ -847,10 +875,12 @@ export class WasmPlugin {
 
   /** Gives a stream its id on first use; false when the plugin is stopped. */
   adopt(s: PluginStream): boolean {
-    if (this.stopped || this.module === undefined) {
+    // a plugin stopping finishes the streams it has but takes no new ones
+    const stopped = this.stopped || (this.stopping && s.id === 0);
+    if (stopped || this.module === undefined) {
       s.failure ??= new MeshError(
-        this.stopped ? ErrorCodes.WASM_TRAP : ErrorCodes.INTERNAL,
-        `plugin ${this.name} is ${this.stopped ? "stopped" : "not started"}`,
+        stopped ? ErrorCodes.WASM_TRAP : ErrorCodes.INTERNAL,
+        `plugin ${this.name} is ${stopped ? "stopped" : "not started"}`,
       );
       return false;
     }
@@ -1125,7 +1155,8 @@ export class WasmPlugin {
     }
     this.queue.length = 0;
     this.queue.push(...keep);
-    if (this.failStrategy === "FAIL_RELOAD" && !this.stopped) this.ensureVm();
+    this.rootDeleted?.();
+    if (this.failStrategy === "FAIL_RELOAD" && !this.stopped && !this.stopping) this.ensureVm();
   }
 
   private applyEffects(e: BatchEffects): void {
@@ -1141,6 +1172,7 @@ export class WasmPlugin {
     if (e.metrics.length > 0) this.store.apply(e.metrics);
     for (const c of e.httpCalls) this.startHttpCall(c, this.gen);
     if (e.tickPeriodMs >= 0) this.setTick(e.tickPeriodMs);
+    if (e.rootDone === 2) this.rootDeleted?.();
   }
 
   private hostLog(level: LogLevelName, message: string): void {
@@ -1215,15 +1247,19 @@ export class WasmPlugin {
     this.flushDone();
     const budget = (this.o.callbackBudgetMs ?? DEFAULTS.callbackBudgetMs) * MAX_BATCH + (this.o.killGraceMs ?? DEFAULTS.killGraceMs);
     await this.idle(budget);
+    this.stopping = true;
     if (this.vm !== undefined && !this.inFlight) {
       this.inFlight = true;
+      let finishing = false;
       try {
         const reply = await runAsync(this.vm, [{ op: Op.SHUTDOWN }]);
         this.applyEffects(reply.effects);
+        finishing = reply.effects.rootDone === 1 && reply.vmFailure === undefined;
       } catch {
         // a VM that fails while shutting down is stopped anyway
       }
       this.inFlight = false;
+      if (finishing) await this.rootFinished();
     }
     this.stopped = true;
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);

@@ -145,10 +145,15 @@ export interface BatchEffects {
   /** New tick period in ms (0 disables), or -1 when unchanged. */
   tickPeriodMs: number;
   metrics: MetricUpdate[];
+  /**
+   * The root context's end (SHUTDOWN): 1 = proxy_on_done returned false, the plugin finishes its
+   * work and calls proxy_done; 2 = proxy_on_delete ran, the VM may go. 0 = nothing happened.
+   */
+  rootDone: 0 | 1 | 2;
 }
 
 export function emptyEffects(): BatchEffects {
-  return { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [] };
+  return { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
 }
 
 export interface BatchReply {

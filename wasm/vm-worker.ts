@@ -17,7 +17,7 @@ import {
   writeReply,
   writeStartReply,
 } from "./channel.ts";
-import type { BatchReply, StartReply, VmConfig, VmServices } from "./protocol.ts";
+import { type BatchReply, emptyEffects, type StartReply, type VmConfig, type VmServices } from "./protocol.ts";
 import { VmCore } from "./vm.ts";
 
 declare var self: Worker;
@@ -112,7 +112,7 @@ function run(init: WorkerInit): void {
     started = {
       ok: false,
       failure: { code: ErrorCodes.WASM_MODULE_INVALID, message: e instanceof Error ? e.message : String(e) },
-      effects: { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [] },
+      effects: emptyEffects(),
     };
     writer.reset();
     writeStartReply(writer, started);
@@ -146,7 +146,7 @@ function run(init: WorkerInit): void {
       writer.reset();
       writeReply(writer, {
         outcomes: reply.outcomes.map(() => ({ emissions: [], failure })),
-        effects: { logs: [], droppedLogs: reply.effects.logs.length, httpCalls: [], tickPeriodMs: -1, metrics: [] },
+        effects: { ...emptyEffects(), droppedLogs: reply.effects.logs.length, rootDone: reply.effects.rootDone },
       });
     }
     signal(State.REPLY);

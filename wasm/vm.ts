@@ -105,6 +105,9 @@ class ByteBuf {
   }
 }
 
+/** The root context's end: proxy_on_done returned false (FINISHING) until the plugin calls proxy_done. */
+const RootState = { RUNNING: 0, FINISHING: 1, DONE_CALLED: 2, DELETED: 3 } as const;
+type RootStateValue = (typeof RootState)[keyof typeof RootState];
 const HeadersState = { NONE: 0, HELD: 1, RELEASED: 2 } as const;
 const TrailersState = { NONE: 0, UNDELIVERED: 1, HELD: 2, RELEASED: 3 } as const;
 
@@ -229,6 +232,7 @@ export class VmCore implements HostState {
   private readonly pendingCalls = new Set<number>();
   private nextToken = 0;
   private nextGrpcToken = 1;
+  private rootState: RootStateValue = RootState.RUNNING;
   /** The answer a gRPC call's callbacks are reading (initial/trailing metadata, the message, the status). */
   private grpcAnswer: { readonly outcome: GrpcOutcome; message: Uint8Array | undefined } | undefined;
 
@@ -411,6 +415,14 @@ export class VmCore implements HostState {
       const took = this.budget.moduleCpuNs();
       if (took > slowest) slowest = took;
     }
+    if (this.rootState === RootState.DONE_CALLED && this.failed === undefined) {
+      try {
+        this.budget.begin(this.budgetMs);
+        this.deleteRoot();
+      } catch (e) {
+        this.failed = this.classify(e);
+      }
+    }
     this.slowestCommandNs = slowest;
     this.metrics.drain(this.effects.metrics);
     return this.failed === undefined
@@ -458,10 +470,15 @@ export class VmCore implements HostState {
           this.invoke(undefined, "proxy_on_queue_ready", ROOT_ID, cmd.queueId);
           this.finish(undefined, Direction.REQUEST);
           break;
-        case Op.SHUTDOWN:
-          this.invoke(undefined, "proxy_on_done", ROOT_ID);
-          this.invoke(undefined, "proxy_on_delete", ROOT_ID);
+        case Op.SHUTDOWN: {
+          // false from proxy_on_done: the plugin has work in flight and calls proxy_done when it is over
+          const done = this.invoke(undefined, "proxy_on_done", ROOT_ID);
+          if (done === 0) {
+            this.rootState = RootState.FINISHING;
+            this.effects.rootDone = 1;
+          } else this.deleteRoot();
           break;
+        }
       }
     } catch (e) {
       this.failed = this.classify(e);
@@ -770,7 +787,16 @@ export class VmCore implements HostState {
   }
 
   done(): StatusCode {
-    return Status.NOT_FOUND;
+    if (this.rootState !== RootState.FINISHING) return Status.NOT_FOUND;
+    // the root context goes once the current callback has returned (as Envoy's doneContext)
+    this.rootState = RootState.DONE_CALLED;
+    return Status.OK;
+  }
+
+  private deleteRoot(): void {
+    this.rootState = RootState.DELETED;
+    this.invoke(undefined, "proxy_on_delete", ROOT_ID);
+    this.effects.rootDone = 2;
   }
 
   map(type: number): MapAccess | StatusCode {
