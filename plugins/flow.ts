@@ -18,6 +18,7 @@ type Terminal = { readonly kind: "local"; readonly reply: LocalReply } | { reado
 type Stage = { readonly kind: "plugin"; readonly i: number } | { readonly kind: "authz" };
 
 const EMPTY = new Uint8Array(0);
+const COLON = 58;
 const HEAD: Ev = { t: "h" };
 /** Released body queued for a consumer that is not reading: reading from the source stops beyond this. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -356,14 +357,17 @@ export class RequestFlow extends Flow {
 
   protected applyReleasedHeaders(h: Pairs): void {
     const r = this.req!;
-    const rest: HeaderPairs = [];
-    for (const [k, v] of h) {
-      if (k === ":method") r.method = v;
-      else if (k === ":path") r.path = v;
-      else if (k === ":authority") r.authority = v;
-      else if (!k.startsWith(":")) rest.push([k, v]);
+    // h is a new list (never r.headers); its pairs are the request's own or the plugin's new ones
+    const out = r.headers;
+    out.length = 0;
+    for (let i = 0; i < h.length; i++) {
+      const p = h[i]!;
+      const k = p[0];
+      if (k.charCodeAt(0) !== COLON) out.push(p as [string, string]);
+      else if (k === ":method") r.method = p[1];
+      else if (k === ":path") r.path = p[1];
+      else if (k === ":authority") r.authority = p[1];
     }
-    r.headers.splice(0, r.headers.length, ...rest);
   }
 
   protected call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult {
@@ -412,14 +416,16 @@ export class ResponseFlow extends Flow {
   }
 
   protected applyReleasedHeaders(h: Pairs): void {
-    const rest: HeaderPairs = [];
-    for (const [k, v] of h) {
-      if (k === ":status") {
-        const n = Number(v);
+    const out = this.headers;
+    out.length = 0;
+    for (let i = 0; i < h.length; i++) {
+      const p = h[i]!;
+      if (p[0].charCodeAt(0) !== COLON) out.push(p as [string, string]);
+      else if (p[0] === ":status") {
+        const n = Number(p[1]);
         if (Number.isInteger(n) && n >= 100 && n <= 999) this.status = n;
-      } else if (!k.startsWith(":")) rest.push([k, v]);
+      }
     }
-    this.headers.splice(0, this.headers.length, ...rest);
   }
 
   protected call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult | undefined {

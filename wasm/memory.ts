@@ -53,8 +53,22 @@ export class GuestMemory {
   }
 
   readString(ptr: number, len: number): string | undefined {
-    const v = this.view(ptr, len);
-    return v === undefined ? undefined : UTF8_DECODER.decode(v);
+    if (!this.inBounds(ptr, len)) return undefined;
+    const p = ptr >>> 0;
+    const n = len >>> 0;
+    // header names and values are short and ASCII: no view to allocate, no decoder call
+    if (n <= 64) {
+      const u8 = this.u8;
+      let s = "";
+      let i = 0;
+      for (; i < n; i++) {
+        const b = u8[p + i]!;
+        if (b >= 0x80) break;
+        s += String.fromCharCode(b);
+      }
+      if (i === n) return s;
+    }
+    return UTF8_DECODER.decode(this.u8.subarray(p, p + n));
   }
 
   readU32(ptr: number): number | undefined {

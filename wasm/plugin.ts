@@ -536,7 +536,11 @@ class PluginStream implements WasmStream {
       else {
         const keep = e.headersKeep ?? 0;
         const rest = unflatten(e.headers);
-        rel.headers = keep > 0 ? [...(dir.headers ?? []).slice(0, keep), ...rest] : rest;
+        if (keep > 0) {
+          const out = (dir.headers ?? []).slice(0, keep);
+          for (let i = 0; i < rest.length; i++) out.push(rest[i]!);
+          rel.headers = out;
+        } else rel.headers = rest;
       }
       dir.headersReleased = true;
     }
@@ -562,7 +566,10 @@ class PluginStream implements WasmStream {
     // release more (its chunk), so the call waits for its own answer.
     if (seq < p.seq) return;
     if (e.kind === EmissionKind.STOP && p.eos) return; // nothing more will come: wait for a resume
-    dir.settle({ action: e.kind === EmissionKind.CONTINUE ? "continue" : "stop", ...p.acc });
+    // the accumulated release is this call's own object: it becomes the result
+    const r = p.acc as Released & { action?: PhaseResult["action"] };
+    r.action = e.kind === EmissionKind.CONTINUE ? "continue" : "stop";
+    dir.settle(r as PhaseResult);
   }
 
   private finish(r: PhaseResult): void {
@@ -932,7 +939,7 @@ export class WasmPlugin {
       s.complete();
       return;
     }
-    this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, ...(completion ? { completion } : {}) }, stream: s, seq: ++this.seq });
+    this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, completion }, stream: s, seq: ++this.seq });
     if (this.doneQueue.length >= DONE_FLUSH_COUNT) this.flushDone();
     else if (this.vm.runNow !== undefined) {
       // On this thread there is no round trip to save by waiting: run them after this event-loop
