@@ -11,6 +11,7 @@ import { ENV_IMPORTS } from "./imports.ts";
 import type { GuestMemory } from "./memory.ts";
 import type { VmMetricTable } from "./metrics.ts";
 import type { LocalReply } from "./protocol.ts";
+import { callForeign } from "./foreign.ts";
 import { decodePairs, encodePairs, encodeString, type FlatPairs, pairsByteSize, pairsFit, splitPropertyPath } from "./serialization.ts";
 import { ModuleAbort, VmAbort } from "./traps.ts";
 
@@ -150,9 +151,15 @@ export function createEnv(h: HostState): Record<string, HostFn> {
     proxy_done(): StatusCode {
       return h.done();
     },
-    proxy_call_foreign_function(np: number, nl: number, _ap: number, _al: number, rp: number, rs: number): StatusCode {
-      if (!mem.inBounds(np, nl) || !mem.inBounds(rp, 4) || !mem.inBounds(rs, 4)) return IMA;
-      return Status.NOT_FOUND;
+    proxy_call_foreign_function(np: number, nl: number, ap: number, al: number, rp: number, rs: number): StatusCode {
+      const name = stringIn(np, nl, h.maxHeaderBytes);
+      if (typeof name === "number") return name;
+      const args = bytesIn(ap, al, h.maxBufferBytes);
+      if (typeof args === "number") return args;
+      if (!mem.inBounds(rp, 4) || !mem.inBounds(rs, 4)) return IMA;
+      const r = callForeign(name, args, h.maxBufferBytes);
+      if (!r.ok) return r.why === "not_found" ? Status.NOT_FOUND : Status.BAD_ARGUMENT;
+      return mem.copyOut(r.bytes, rp, rs);
     },
 
     proxy_get_buffer_bytes(type: number, start: number, max: number, outPtr: number, outSize: number): StatusCode {

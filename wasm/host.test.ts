@@ -2,6 +2,7 @@
 // test module, against an inline VM core. Statuses are the spec's (reference/waypoint.md §A.5).
 
 import { beforeAll, describe, expect, test } from "bun:test";
+import { inflateSync } from "node:zlib";
 import { Errno, LogLevel, Status } from "./abi.ts";
 import { ENV_IMPORTS } from "./imports.ts";
 import { Op } from "./protocol.ts";
@@ -84,8 +85,19 @@ describe("context", () => {
     expect(f.call("proxy_set_effective_context", 2)).toBe(Status.OK);
     expect(f.call("proxy_set_effective_context", 1)).toBe(Status.OK);
     expect(f.call("proxy_set_effective_context", 999)).toBe(Status.BAD_ARGUMENT);
-    expect(f.call("proxy_done")).toBe(Status.NOT_FOUND);
-    const [np, nl] = f.mem.put("compress");
+    expect(f.call("proxy_done")).toBe(Status.NOT_FOUND); // only while the root context is finishing
+    // foreign functions: zlib compress/uncompress round trip, as Envoy registers them
+    const data = new TextEncoder().encode("hello hello hello hello");
+    const out = [f.mem.slot(), f.mem.slot()] as const;
+    expect(f.call("proxy_call_foreign_function", ...f.mem.put("compress"), ...f.mem.put(data), ...out)).toBe(Status.OK);
+    const zipped = f.mem.out(...out);
+    expect([...inflateSync(zipped)]).toEqual([...data]);
+    const back = [f.mem.slot(), f.mem.slot()] as const;
+    expect(f.call("proxy_call_foreign_function", ...f.mem.put("uncompress"), ...f.mem.put(zipped), ...back)).toBe(Status.OK);
+    expect([...f.mem.out(...back)]).toEqual([...data]);
+    expect(f.call("proxy_call_foreign_function", ...f.mem.put("uncompress"), ...f.mem.put("not zlib"), ...back)).toBe(Status.BAD_ARGUMENT);
+    expect(f.call("proxy_call_foreign_function", ...f.mem.put("clear_route_cache"), 0, 0, ...back)).toBe(Status.OK);
+    const [np, nl] = f.mem.put("expr_create");
     expect(f.call("proxy_call_foreign_function", np, nl, 0, 0, f.mem.slot(), f.mem.slot())).toBe(Status.NOT_FOUND);
     expect(f.call("proxy_call_foreign_function", OOB, 9, 0, 0, f.mem.slot(), f.mem.slot())).toBe(
       Status.INVALID_MEMORY_ACCESS,

@@ -77,7 +77,7 @@ export const ENV_IMPORTS: Readonly<Record<string, FuncType>> = {
 /** Host functions that exist (so modules link) but cannot do their job in this host, and why. */
 export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
   proxy_call_foreign_function:
-    "no foreign functions are registered (Envoy's CEL, zlib, signing helpers are not provided); returns NOT_FOUND",
+    "only compress, uncompress (zlib) and clear_route_cache are registered; Envoy's CEL, declare_property, set_envoy_filter_state, sign and verify_signature are not: NOT_FOUND",
   proxy_grpc_stream: "gRPC streams are not supported (unary calls are, with proxy_grpc_call); returns UNIMPLEMENTED",
   proxy_grpc_send: "no gRPC stream can exist (proxy_grpc_stream is unsupported); returns NOT_FOUND",
   proxy_clear_route_cache:

@@ -9,7 +9,7 @@ const HTTP_CALLBACKS = ["proxy_on_request_headers", "proxy_on_request_body", "pr
 const ABI_MARKER: Record<string, string> = { "0.2.1": "proxy_abi_version_0_2_1", "0.2.0": "proxy_abi_version_0_2_0", "0.1.0": "proxy_abi_version_0_1_0" };
 const PAGE_BYTES = 65536;
 /** In UNSUPPORTED_HOST_FUNCTIONS but working for HTTP plugins: a note, not a warning. */
-const PARTLY_SUPPORTED = new Set(["proxy_continue_stream", "proxy_close_stream", "proxy_clear_route_cache"]);
+const PARTLY_SUPPORTED = new Set(["proxy_continue_stream", "proxy_close_stream", "proxy_clear_route_cache", "proxy_call_foreign_function"]);
 
 export interface ImportStatus {
   readonly module: string;
