@@ -164,6 +164,7 @@ export class PluginChain implements WaypointPlugins {
         metricStore: this.metricStoreOf(spec.key),
         failStrategy: spec.failStrategy,
         httpCall: ctx.httpCall,
+        streamCall: ctx.streamCall,
         logLevel: ctx.logLevel,
         node: { id: ctx.nodeId, metadata: { NAMESPACE: ctx.namespace } },
         log: (e) => ctx.log[e.level === "critical" || e.level === "error" ? "error" : e.level === "warn" ? "warn" : e.level === "info" ? "info" : "debug"]("plugin log", { plugin: e.plugin, source: e.source, message: e.message }),

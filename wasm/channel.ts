@@ -20,10 +20,13 @@ import type {
   EmissionDraft,
   EmissionKindValue,
   Failure,
+  GrpcEventValue,
   StartReply,
 } from "./protocol.ts";
 import { Op } from "./protocol.ts";
 import type { FlatPairs } from "./serialization.ts";
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 export const State = {
   IDLE: 0,
@@ -294,6 +297,14 @@ export function writeCommands(w: MessageWriter, cmds: readonly Command[]): void 
       case Op.QUEUE_READY:
         w.u32(c.queueId);
         break;
+      case Op.GRPC_STREAM_EVENT:
+        w.u32(c.token);
+        w.u8v(c.event);
+        w.pairs(c.pairs ?? []);
+        w.bytes(c.message ?? EMPTY_BYTES);
+        w.u32(c.status ?? 0);
+        w.str(c.statusMessage ?? "");
+        break;
       case Op.TICK:
       case Op.SHUTDOWN:
         break;
@@ -358,6 +369,12 @@ export function readCommands(r: MessageReader): Command[] {
       case Op.SHUTDOWN:
         out.push({ op });
         break;
+      case Op.GRPC_STREAM_EVENT: {
+        const token = r.u32();
+        const event = r.u8v() as GrpcEventValue;
+        out.push({ op, token, event, pairs: r.pairs(), message: r.bytes(), status: r.u32(), statusMessage: r.str() });
+        break;
+      }
       default:
         throw new Error(`unknown command op ${op}`);
     }
@@ -398,6 +415,18 @@ function writeEffects(w: MessageWriter, e: BatchEffects): void {
     w.pairs(c.trailers);
     w.u32(c.timeoutMs);
   }
+  w.u32(e.grpcStreams.length);
+  for (const g of e.grpcStreams) {
+    w.u32(g.token);
+    w.str(g.op);
+    if (g.op === "open") {
+      w.str(g.upstream);
+      w.pairs(g.headers);
+    } else if (g.op === "send") {
+      w.bytes(g.message);
+      w.u8v(g.end ? 1 : 0);
+    }
+  }
   w.i32(e.tickPeriodMs);
   w.u8v(e.rootDone);
   w.u32(e.metrics.length);
@@ -411,7 +440,7 @@ function writeEffects(w: MessageWriter, e: BatchEffects): void {
 }
 
 function readEffects(r: MessageReader): BatchEffects {
-  const e: BatchEffects = { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
+  const e: BatchEffects = { logs: [], droppedLogs: 0, httpCalls: [], grpcStreams: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
   const nl = r.u32();
   for (let i = 0; i < nl; i++) {
     const level = r.u8v() as BatchEffects["logs"][number]["level"];
@@ -426,6 +455,14 @@ function readEffects(r: MessageReader): BatchEffects {
     const body = r.bytes();
     const trailers = r.pairs();
     e.httpCalls.push({ token, upstream, headers, body, trailers, timeoutMs: r.u32() });
+  }
+  const ng = r.u32();
+  for (let i = 0; i < ng; i++) {
+    const token = r.u32();
+    const op = r.str();
+    if (op === "open") e.grpcStreams.push({ token, op, upstream: r.str(), headers: r.pairs() });
+    else if (op === "send") e.grpcStreams.push({ token, op, message: r.bytes(), end: r.u8v() === 1 });
+    else if (op === "close" || op === "cancel") e.grpcStreams.push({ token, op });
   }
   e.tickPeriodMs = r.i32();
   e.rootDone = r.u8v() as BatchEffects["rootDone"];

@@ -2,10 +2,16 @@
 // HTTP/2 POST, and what the answer means to the plugin (initial metadata, messages, trailing
 // metadata, status), as Envoy's async gRPC client reports them. gRPC over HTTP/2:
 // https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
+import { GrpcEvent, type GrpcEventValue } from "./protocol.ts";
 import type { FlatPairs } from "./serialization.ts";
 
 /** gRPC status codes the host produces itself. */
-export const GrpcStatus = { OK: 0, UNKNOWN: 2, PERMISSION_DENIED: 7, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+export const GrpcStatus = { OK: 0, UNKNOWN: 2, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+
+/** A service or method name as it goes into the :path (no separators, no spaces). */
+export function grpcName(s: string): boolean {
+  return s !== "" && !/[\s/]/.test(s);
+}
 
 /** The HTTP/2 request of a unary call: headers (pseudo-headers first) and the framed message. */
 export function grpcRequest(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { headers: FlatPairs; body: Uint8Array } {
@@ -26,17 +32,6 @@ export function grpcFrame(message: Uint8Array): Uint8Array {
   new DataView(out.buffer).setUint32(1, message.length);
   out.set(message, 5);
   return out;
-}
-
-/** What the plugin is told of a finished call, in callback order. */
-export interface GrpcOutcome {
-  /** undefined for a trailers-only answer or a failed call: on_grpc_receive_initial_metadata is not called */
-  readonly initial: FlatPairs | undefined;
-  readonly messages: readonly Uint8Array[];
-  /** undefined for a failed call */
-  readonly trailing: FlatPairs | undefined;
-  readonly status: number;
-  readonly message: string;
 }
 
 const HTTP_TO_GRPC: Readonly<Record<number, number>> = {
@@ -69,41 +64,104 @@ function percentDecoded(s: string): string {
   }
 }
 
-/** The answer to a call (`response` undefined: it failed with `failure`). */
-export function grpcOutcome(response: { readonly headers: FlatPairs; readonly body: Uint8Array; readonly trailers: FlatPairs } | undefined, failure?: string): GrpcOutcome {
-  if (response === undefined) return { initial: undefined, messages: [], trailing: undefined, status: GrpcStatus.UNAVAILABLE, message: failure ?? "call failed" };
-  const httpStatus = Number(value(response.headers, ":status"));
-  // trailers-only: the status arrives in the only header block
-  const trailersOnly = response.trailers.length === 0 && value(response.headers, "grpc-status") !== undefined;
-  const initial = trailersOnly ? undefined : withoutPseudo(response.headers);
-  const trailing = trailersOnly ? withoutPseudo(response.headers) : response.trailers;
-  const messages: Uint8Array[] = [];
-  const b = response.body;
-  let bad: string | undefined;
-  for (let at = 0; at < b.length; ) {
-    if (at + 5 > b.length) {
-      bad = "truncated gRPC message frame";
-      break;
-    }
-    const len = new DataView(b.buffer, b.byteOffset + at + 1, 4).getUint32(0);
-    if (b[at] !== 0) {
-      bad = "compressed gRPC message (no compression was offered)";
-      break;
-    }
-    if (at + 5 + len > b.length) {
-      bad = "truncated gRPC message";
-      break;
-    }
-    messages.push(b.subarray(at + 5, at + 5 + len));
-    at += 5 + len;
+/**
+ * A unary call's answer (`response` undefined: it failed with `failure`) as the events the plugin
+ * gets, in order — the same reading as a stream's (GrpcStreamReader).
+ */
+export function grpcAnswerEvents(response: { readonly headers: FlatPairs; readonly body: Uint8Array; readonly trailers: FlatPairs } | undefined, failure?: string): GrpcStreamEventData[] {
+  const out: GrpcStreamEventData[] = [];
+  const reader = new GrpcStreamReader((e) => out.push(e), () => {});
+  if (response === undefined) reader.error(failure ?? "call failed");
+  else {
+    reader.headers(response.headers);
+    reader.data(response.body);
+    reader.end(response.trailers.length > 0 ? response.trailers : undefined);
   }
-  if (bad !== undefined) return { initial, messages: [], trailing, status: GrpcStatus.INTERNAL, message: bad };
-  const code = value(trailing, "grpc-status");
-  if (code !== undefined && /^\d{1,2}$/.test(code)) {
-    return { initial, messages, trailing, status: Number(code), message: percentDecoded(value(trailing, "grpc-message") ?? "") };
+  return out;
+}
+
+/** One event of a gRPC stream, as the VM takes it (protocol.ts GRPC_STREAM_EVENT). */
+export interface GrpcStreamEventData {
+  readonly event: GrpcEventValue;
+  readonly pairs?: FlatPairs;
+  readonly message?: Uint8Array;
+  readonly status?: number;
+  readonly statusMessage?: string;
+}
+
+/**
+ * Turns the HTTP/2 answer of a gRPC stream, as it arrives (head, DATA chunks, trailers), into
+ * the events the plugin gets: initial metadata (not for a trailers-only answer), each message as
+ * soon as it is whole, trailing metadata, close with the status. After close it ignores the rest.
+ */
+export class GrpcStreamReader {
+  private pending = new Uint8Array(0);
+  private httpStatus = 0;
+  private closed = false;
+
+  constructor(
+    private readonly emit: (e: GrpcStreamEventData) => void,
+    /** called when the answer is malformed or too large: the embedder cancels the HTTP/2 stream */
+    private readonly abort: () => void,
+    /** a longer message fails the stream (RESOURCE_EXHAUSTED) instead of being buffered */
+    private readonly maxMessageBytes = 4 * 1024 * 1024,
+  ) {}
+
+  headers(h: FlatPairs): void {
+    if (this.closed) return;
+    this.httpStatus = Number(value(h, ":status"));
+    if (value(h, "grpc-status") !== undefined) {
+      // trailers-only: the status is here, nothing else will come
+      this.end(h);
+      return;
+    }
+    this.emit({ event: GrpcEvent.INITIAL, pairs: withoutPseudo(h) });
   }
-  if (httpStatus !== 200) {
-    return { initial, messages, trailing, status: HTTP_TO_GRPC[httpStatus] ?? GrpcStatus.UNKNOWN, message: `HTTP status ${Number.isFinite(httpStatus) ? httpStatus : "missing"}` };
+
+  data(chunk: Uint8Array): void {
+    if (this.closed) return;
+    let b = this.pending.length === 0 ? chunk : concatBytes(this.pending, chunk);
+    while (b.length >= 5) {
+      if (b[0] !== 0) return this.fail("compressed gRPC message (no compression was offered)");
+      const len = new DataView(b.buffer, b.byteOffset + 1, 4).getUint32(0);
+      if (len > this.maxMessageBytes) return this.fail(`gRPC message of ${len} bytes, over the ${this.maxMessageBytes}-byte bound`, GrpcStatus.RESOURCE_EXHAUSTED);
+      if (b.length < 5 + len) break;
+      this.emit({ event: GrpcEvent.MESSAGE, message: b.slice(5, 5 + len) });
+      b = b.subarray(5 + len);
+    }
+    this.pending = b.slice();
   }
-  return { initial, messages, trailing, status: GrpcStatus.UNKNOWN, message: "no grpc-status in the answer" };
+
+  end(trailers: FlatPairs | undefined): void {
+    if (this.closed) return;
+    if (this.pending.length > 0) return this.fail("truncated gRPC message");
+    const t = trailers ?? [];
+    this.emit({ event: GrpcEvent.TRAILING, pairs: withoutPseudo(t) });
+    const code = value(t, "grpc-status");
+    if (code !== undefined && /^\d{1,2}$/.test(code)) this.close(Number(code), percentDecoded(value(t, "grpc-message") ?? ""));
+    else if (this.httpStatus !== 200) this.close(HTTP_TO_GRPC[this.httpStatus] ?? GrpcStatus.UNKNOWN, `HTTP status ${this.httpStatus || "missing"}`);
+    else this.close(GrpcStatus.UNKNOWN, "no grpc-status in the answer");
+  }
+
+  error(reason: string): void {
+    this.close(GrpcStatus.UNAVAILABLE, reason);
+  }
+
+  private fail(why: string, status: number = GrpcStatus.INTERNAL): void {
+    this.abort();
+    this.close(status, why);
+  }
+
+  private close(status: number, message: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit({ event: GrpcEvent.CLOSE, status, statusMessage: message });
+  }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

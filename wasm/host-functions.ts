@@ -49,8 +49,12 @@ export interface HostState {
   callStatus(): { code: number; message: string } | undefined;
   httpCall(upstream: string, headers: FlatPairs, body: Uint8Array, trailers: FlatPairs, timeoutMs: number): { status: StatusCode; token?: number };
   grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number };
-  /** Cancels a pending gRPC call (no callback will come); NOT_FOUND for an unknown id. */
+  grpcStream(upstream: string, service: string, method: string, metadata: FlatPairs): { status: StatusCode; token?: number };
+  grpcSend(token: number, message: Uint8Array, end: boolean): StatusCode;
+  /** Cancels a pending gRPC call or stream (no callback will come); NOT_FOUND for an unknown id. */
   grpcCancel(token: number): StatusCode;
+  /** Ends a call (as cancel) or half-closes a stream. */
+  grpcClose(token: number): StatusCode;
   setTickPeriod(ms: number): StatusCode;
   sharedGet(key: string): { value: Uint8Array; cas: number } | undefined;
   sharedSet(key: string, value: Uint8Array, cas: number): StatusCode;
@@ -107,6 +111,18 @@ export function createEnv(h: HostState): Record<string, HostFn> {
     if (p === undefined) return Status.BAD_ARGUMENT;
     for (let i = 0; i < p.length; i += 2) p[i] = p[i]!.toLowerCase();
     return p;
+  };
+  /** The upstream, service, method and metadata a gRPC call or stream names, or the status to return. */
+  const grpcTarget = (up: number, ul: number, sp: number, sl: number, mp: number, ml: number, hp: number, hl: number): { upstream: string; service: string; method: string; metadata: FlatPairs } | StatusCode => {
+    const upstream = stringIn(up, ul, h.maxHeaderBytes);
+    if (typeof upstream === "number") return upstream;
+    const service = stringIn(sp, sl, h.maxHeaderBytes);
+    if (typeof service === "number") return service;
+    const method = stringIn(mp, ml, h.maxHeaderBytes);
+    if (typeof method === "number") return method;
+    const metadata = pairsIn(hp, hl);
+    if (typeof metadata === "number") return metadata;
+    return { upstream, service, method, metadata };
   };
   /** A callout the host accepted: its id goes to the module (the pointer was checked before). */
   const callStarted = (r: { status: StatusCode; token?: number }, tokenPtr: number): StatusCode => {
@@ -347,31 +363,29 @@ export function createEnv(h: HostState): Record<string, HostFn> {
       timeout: number,
       tokenPtr: number,
     ): StatusCode {
-      const upstream = stringIn(up, ul, h.maxHeaderBytes);
-      if (typeof upstream === "number") return upstream;
-      const service = stringIn(sp, sl, h.maxHeaderBytes);
-      if (typeof service === "number") return service;
-      const method = stringIn(mp, ml, h.maxHeaderBytes);
-      if (typeof method === "number") return method;
-      const metadata = pairsIn(hp, hl);
-      if (typeof metadata === "number") return metadata;
+      const t = grpcTarget(up, ul, sp, sl, mp, ml, hp, hl);
+      if (typeof t === "number") return t;
       const message = bytesIn(bp, bl, h.maxBufferBytes);
       if (typeof message === "number") return message;
       if (!mem.inBounds(tokenPtr, 4)) return IMA;
-      return callStarted(h.grpcCall(upstream, service, method, metadata, message, timeout >>> 0), tokenPtr);
+      return callStarted(h.grpcCall(t.upstream, t.service, t.method, t.metadata, message, timeout >>> 0), tokenPtr);
     },
-    proxy_grpc_stream(): StatusCode {
-      return Status.UNIMPLEMENTED;
+    proxy_grpc_stream(up: number, ul: number, sp: number, sl: number, mp: number, ml: number, hp: number, hl: number, tokenPtr: number): StatusCode {
+      const t = grpcTarget(up, ul, sp, sl, mp, ml, hp, hl);
+      if (typeof t === "number") return t;
+      if (!mem.inBounds(tokenPtr, 4)) return IMA;
+      return callStarted(h.grpcStream(t.upstream, t.service, t.method, t.metadata), tokenPtr);
     },
-    proxy_grpc_send(): StatusCode {
-      return Status.NOT_FOUND;
+    proxy_grpc_send(token: number, mp: number, ml: number, end: number): StatusCode {
+      const message = bytesIn(mp, ml, h.maxBufferBytes);
+      if (typeof message === "number") return message;
+      return h.grpcSend(token >>> 0, message, end !== 0);
     },
     proxy_grpc_cancel(token: number): StatusCode {
       return h.grpcCancel(token >>> 0);
     },
     proxy_grpc_close(token: number): StatusCode {
-      // a unary call has no stream to half-close: closing it ends it, as cancel does
-      return h.grpcCancel(token >>> 0);
+      return h.grpcClose(token >>> 0);
     },
 
     proxy_get_shared_data(kp: number, kl: number, outPtr: number, outSize: number, casPtr: number): StatusCode {

@@ -327,10 +327,39 @@ describe("callouts", () => {
     expect(f.call("proxy_grpc_call", OOB, 8, ...svc, ...method, ...md, ...msg, 0, tok)).toBe(Status.INVALID_MEMORY_ACCESS);
     // an HTTP call's id is not a gRPC call's
     expect(f.call("proxy_grpc_cancel", 4)).toBe(Status.NOT_FOUND);
-    // streams are not supported (and no import has more parameters than the host's wrapper passes on)
+    // no import has more parameters than the host's wrapper passes on
     expect(Math.max(...Object.values(ENV_IMPORTS).map((t) => t.params.length))).toBeLessThanOrEqual(12);
-    expect(f.call("proxy_grpc_stream", 0, 0, 0, 0, 0, 0, 0, 0, f.mem.slot())).toBe(Status.UNIMPLEMENTED);
-    expect(f.call("proxy_grpc_send", 2, 0, 0, 0)).toBe(Status.NOT_FOUND);
+  });
+
+  test("proxy_grpc_stream: ids ≡ 2 mod 4; send frames messages; close half-closes; cancel ends it", () => {
+    const f = fixture({ httpCallUpstreams: ["authz:9000"] });
+    f.vm.drainEffects();
+    const tok = f.mem.slot();
+    const up = f.mem.put("authz:9000");
+    const svc = f.mem.put("pkg.Chat");
+    const method = f.mem.put("Talk");
+    const md = f.mem.put(encodePairs(["x-tenant", "t1"]));
+    expect(f.call("proxy_grpc_stream", ...up, ...svc, ...method, ...md, tok)).toBe(Status.OK);
+    const id = f.mem.u32(tok)!;
+    expect(id % 4).toBe(2);
+    expect(f.call("proxy_grpc_send", id, ...f.mem.put("hi"), 0)).toBe(Status.OK);
+    expect(f.call("proxy_grpc_close", id)).toBe(Status.OK);
+    expect(f.call("proxy_grpc_send", id, ...f.mem.put("late"), 0)).toBe(Status.BAD_ARGUMENT); // half-closed
+    const ops = f.vm.drainEffects().grpcStreams;
+    expect(ops.map((o) => o.op)).toEqual(["open", "send", "close"]);
+    const open = ops[0] as Extract<(typeof ops)[number], { op: "open" }>;
+    expect(open.headers).toEqual([":method", "POST", ":path", "/pkg.Chat/Talk", ":authority", "authz:9000", "content-type", "application/grpc", "te", "trailers", "x-tenant", "t1"]);
+    expect([...(ops[1] as Extract<(typeof ops)[number], { op: "send" }>).message]).toEqual([0, 0, 0, 0, 2, 104, 105]);
+    expect(f.call("proxy_grpc_cancel", id)).toBe(Status.OK);
+    expect(f.call("proxy_grpc_cancel", id)).toBe(Status.NOT_FOUND);
+    expect(f.vm.drainEffects().grpcStreams).toEqual([{ token: id, op: "cancel" }]);
+    // bad ids and arguments
+    expect(f.call("proxy_grpc_send", id + 4, ...f.mem.put("x"), 0)).toBe(Status.NOT_FOUND);
+    expect(f.call("proxy_grpc_send", 5, ...f.mem.put("x"), 0)).toBe(Status.BAD_ARGUMENT); // a call's id
+    expect(f.call("proxy_grpc_send", id, OOB, 8, 0)).toBe(Status.INVALID_MEMORY_ACCESS);
+    expect(f.call("proxy_grpc_stream", ...f.mem.put("other:1"), ...svc, ...method, ...md, tok)).toBe(Status.PARSE_FAILURE);
+    expect(f.call("proxy_grpc_stream", ...up, ...svc, ...f.mem.put(""), ...md, tok)).toBe(Status.BAD_ARGUMENT);
+    expect(f.call("proxy_grpc_stream", ...up, ...svc, ...method, ...md, OOB)).toBe(Status.INVALID_MEMORY_ACCESS);
   });
 });
 

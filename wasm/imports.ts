@@ -78,8 +78,6 @@ export const ENV_IMPORTS: Readonly<Record<string, FuncType>> = {
 export const UNSUPPORTED_HOST_FUNCTIONS: Readonly<Record<string, string>> = {
   proxy_call_foreign_function:
     "only compress, uncompress (zlib) and clear_route_cache are registered; Envoy's CEL, declare_property, set_envoy_filter_state, sign and verify_signature are not: NOT_FOUND",
-  proxy_grpc_stream: "gRPC streams are not supported (unary calls are, with proxy_grpc_call); returns UNIMPLEMENTED",
-  proxy_grpc_send: "no gRPC stream can exist (proxy_grpc_stream is unsupported); returns NOT_FOUND",
   proxy_clear_route_cache:
     "routes are matched after the request's plugins ran, so a header or path edit already steers the request (as Envoy clears its route cache on an edit); returns OK with nothing left to do",
   proxy_close_stream:

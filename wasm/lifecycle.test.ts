@@ -5,7 +5,8 @@
 import { describe, expect, test } from "bun:test";
 import { ErrorCodes } from "../core/errors/index.ts";
 import { renderPrometheus } from "./metrics.ts";
-import type { HttpCallFn } from "./plugin.ts";
+import { grpcFrame } from "./grpc.ts";
+import type { HttpCallFn, StreamCallFn } from "./plugin.ts";
 import { SharedState } from "./shared.ts";
 import { bytes, REQ, RESP, testPlugin, testPlugin as testPluginIn, text, until } from "./testdata/plugins.ts";
 import { pairsLiteral } from "./testdata/wat.ts";
@@ -27,6 +28,13 @@ const RECORDER = `
 (func (export "proxy_on_log") (param i32) (call $log3 {{"log"}} (local.get 0) (i32.const 0) (i32.const 0)) (call $log_map (i32.const 2)))
 (func (export "proxy_on_delete") (param i32) (call $log3 {{"delete"}} (local.get 0) (i32.const 0) (i32.const 0)))
 `;
+
+// gRPC test plugins: log the trailing metadata's size and the close status, then go back to the waiting stream
+const LOG_GRPC_END = `(func (export "proxy_on_grpc_receive_trailing_metadata") (param i32 i32 i32)
+           (call $log3 {{"trailing"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0)))
+         (func (export "proxy_on_grpc_close") (param i32 i32 i32)
+           (call $log3 {{"close"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
+           (drop (call $proxy_set_effective_context (global.get $waiting)))`;
 
 for (const isolation of ["worker", "inline", "auto"] as const) {
   // every stream test in each place a VM can run
@@ -150,13 +158,7 @@ for (const isolation of ["worker", "inline", "auto"] as const) {
 
     test("gRPC callout: proxy_grpc_call goes out as gRPC over HTTP/2; metadata, message, trailers and close come back in order", async () => {
       const calls: { kind: string; headers: readonly (readonly [string, string])[]; body: Uint8Array }[] = [];
-      const frame = (m: string) => {
-        const b = bytes(m);
-        const out = new Uint8Array(5 + b.length);
-        new DataView(out.buffer).setUint32(1, b.length);
-        out.set(b, 5);
-        return out;
-      };
+      const frame = (m: string) => grpcFrame(bytes(m));
       let grpcStatus = "0";
       const httpCall: HttpCallFn = async (_upstream, headers, body, _trailers, _timeoutMs, kind) => {
         calls.push({ kind, headers, body });
@@ -176,11 +178,7 @@ for (const isolation of ["worker", "inline", "auto"] as const) {
          (func (export "proxy_on_grpc_receive") (param i32 i32 i32)
            (call $log3 {{"message"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
            (call $log_buffer (i32.const 5)))
-         (func (export "proxy_on_grpc_receive_trailing_metadata") (param i32 i32 i32)
-           (call $log3 {{"trailing"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0)))
-         (func (export "proxy_on_grpc_close") (param i32 i32 i32)
-           (call $log3 {{"close"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
-           (drop (call $proxy_set_effective_context (global.get $waiting)))
+         ${LOG_GRPC_END}
            (if (i32.eqz (local.get 2))
              (then (drop (call $proxy_continue_stream (i32.const 0))))
              (else (drop (call $proxy_send_local_response (i32.const 403) {{"grpc denied"}} {{"denied"}} (i32.const 0) (i32.const 0) (local.get 2))))))`,
@@ -207,6 +205,78 @@ for (const isolation of ["worker", "inline", "auto"] as const) {
       expect(r2.response!.grpcStatus).toBe(7);
       expect(logs.at(-1)).toBe("close 1 7 0");
       s2.done();
+      await plugin.stop();
+    });
+
+    test("gRPC stream: messages out as they are sent, each answer message in as it arrives, then trailing metadata and close", async () => {
+      const sent: string[] = [];
+      let opened: readonly (readonly [string, string])[] = [];
+      const frame = (m: string) => grpcFrame(bytes(m));
+      // an echo service: answers each message with its upper case; the status when the client half-closes
+      const streamCall: StreamCallFn = (_upstream, headers, events) => {
+        opened = headers;
+        setTimeout(() => events.headers([[":status", "200"], ["content-type", "application/grpc"]]), 1);
+        return {
+          write: (chunk, end) => {
+            const text = new TextDecoder().decode(chunk.subarray(5));
+            sent.push(`${text}${end ? " (end)" : ""}`);
+            setTimeout(() => {
+              events.data(frame(text.toUpperCase()));
+              if (end) events.end([["grpc-status", "0"]]);
+            }, 2);
+          },
+          end: () => {
+            sent.push("(half-close)");
+            setTimeout(() => events.end([["grpc-status", "0"]]), 5);
+          },
+          cancel: () => sent.push("(cancel)"),
+        };
+      };
+      const { plugin, logs } = await testPlugin(
+        `(global $waiting (mut i32) (i32.const 0)) (global $stream (mut i32) (i32.const 0))
+         (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+           (global.set $waiting (local.get 0))
+           (if (call $proxy_grpc_stream {{"chat:9000"}} {{"pkg.Chat"}} {{"Talk"}} (i32.const 0) (i32.const 0) (i32.const 300))
+             (then (unreachable)))
+           (global.set $stream (i32.load (i32.const 300)))
+           (drop (call $proxy_grpc_send (global.get $stream) {{"hi"}} (i32.const 0)))
+           (drop (call $proxy_grpc_send (global.get $stream) {{"there"}} (i32.const 0)))
+           (drop (call $proxy_grpc_close (global.get $stream)))
+           (i32.const 1))
+         (func (export "proxy_on_grpc_receive_initial_metadata") (param i32 i32 i32)
+           (call $log3 {{"initial"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0)))
+         (func (export "proxy_on_grpc_receive") (param i32 i32 i32)
+           (call $log_buffer (i32.const 5)))
+         ${LOG_GRPC_END}
+           (drop (call $proxy_continue_stream (i32.const 0))))`,
+        { isolation, streamCall },
+      );
+      await plugin.start();
+      const s = plugin.stream();
+      expect((await s.requestHeaders(REQ, true)).action).toBe("continue");
+      expect(opened).toContainEqual([":path", "/pkg.Chat/Talk"]);
+      expect(sent).toEqual(["hi", "there", "(half-close)"]);
+      expect(logs).toEqual(["initial 2 1 0", "HI", "THERE", "trailing 2 1 0", "close 2 0 0"]);
+      s.done();
+      await plugin.stop();
+    });
+
+    test("gRPC stream without a handler: it closes at once with UNAVAILABLE", async () => {
+      const { plugin, logs } = await testPlugin(
+        `(global $waiting (mut i32) (i32.const 0))
+         (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+           (global.set $waiting (local.get 0))
+           (drop (call $proxy_grpc_stream {{"chat:9000"}} {{"pkg.Chat"}} {{"Talk"}} (i32.const 0) (i32.const 0) (i32.const 300)))
+           (i32.const 1))
+         (func (export "proxy_on_grpc_close") (param i32 i32 i32)
+           (call $log3 {{"close"}} (i32.and (local.get 1) (i32.const 3)) (local.get 2) (i32.const 0))
+           (drop (call $proxy_set_effective_context (global.get $waiting)))
+           (drop (call $proxy_continue_stream (i32.const 0))))`,
+        { isolation },
+      );
+      await plugin.start();
+      expect((await plugin.stream().requestHeaders(REQ, true)).action).toBe("continue");
+      expect(logs).toEqual(["close 2 14 0"]);
       await plugin.stop();
     });
 

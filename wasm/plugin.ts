@@ -20,10 +20,13 @@ import {
   EmissionKind,
   type Failure,
   type HttpCallRequest,
+  GrpcEvent,
+  type GrpcStreamOp,
   isGrpcCallToken,
   Op,
   type VmConfig,
 } from "./protocol.ts";
+import { GrpcStreamReader, type GrpcStreamEventData } from "./grpc.ts";
 import { type FlatPairs, flatten, unflatten } from "./serialization.ts";
 import { processSharedState, type SharedState } from "./shared.ts";
 import { defaultWorkerUrl, runAsync, spawnInline, spawnWorker, type SpawnOptions, VmDead, type VmHandle } from "./vm-handle.ts";
@@ -35,6 +38,31 @@ export type PluginIsolation = "auto" | "worker" | "inline";
 export type HttpCallResult =
   | { readonly headers: HeaderPairs; readonly body?: Uint8Array; readonly trailers?: HeaderPairs }
   | { readonly failure: string };
+
+/** An HTTP/2 request stream the embedder opened for a plugin's gRPC stream (proxy_grpc_stream). */
+export interface CalloutStream {
+  /** Sends bytes (framed gRPC messages); `end` half-closes. */
+  write(chunk: Uint8Array, end: boolean): void;
+  /** Half-closes: nothing more is sent; the answer still comes. */
+  end(): void;
+  /** Resets the stream; nothing more is reported. */
+  cancel(): void;
+}
+
+/** What the embedder reports of a CalloutStream's answer, in order. */
+export interface CalloutStreamEvents {
+  /** the response head, with :status */
+  headers(headers: HeaderPairs): void;
+  data(chunk: Uint8Array): void;
+  end(trailers: HeaderPairs | undefined): void;
+  error(reason: string): void;
+}
+
+/**
+ * Opens a streaming callout: `headers` are a gRPC request's (POST /service/method,
+ * application/grpc); it must go over HTTP/2 and report the answer as it arrives.
+ */
+export type StreamCallFn = (upstream: string, headers: HeaderPairs, events: CalloutStreamEvents) => CalloutStream;
 
 /** Performs a plugin's HTTP callout (proxy_http_call). `upstream` is the plugin's cluster name. */
 /**
@@ -99,6 +127,8 @@ export interface WasmPluginOptions {
    */
   readonly metricStore?: PluginMetricStore;
   readonly httpCall?: HttpCallFn;
+  /** Opens gRPC streams (proxy_grpc_stream); without it a stream closes at once with UNAVAILABLE. */
+  readonly streamCall?: StreamCallFn;
   /** Upstream names proxy_http_call accepts (others get BAD_ARGUMENT); default: any. */
   readonly httpCallUpstreams?: readonly string[];
   readonly log?: (entry: PluginLogEntry) => void;
@@ -675,6 +705,8 @@ export class WasmPlugin {
   private doneQueue: Queued[] = [];
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
   private doneImmediate: ReturnType<typeof setImmediate> | undefined;
+  /** Open gRPC stream callouts by the VM's stream id. */
+  private readonly grpcCallouts = new Map<number, CalloutStream>();
   /** stop() began: no new streams, no restarts; the root context may still be finishing. */
   private stopping = false;
   /** Set while stop() waits for proxy_done: called when the root context was deleted or the VM died. */
@@ -1163,6 +1195,7 @@ export class WasmPlugin {
     this.queue.length = 0;
     this.queue.push(...keep);
     this.rootDeleted?.();
+    this.cancelGrpcCallouts();
     if (this.failStrategy === "FAIL_RELOAD" && !this.stopped && !this.stopping) this.ensureVm();
   }
 
@@ -1178,6 +1211,7 @@ export class WasmPlugin {
     }
     if (e.metrics.length > 0) this.store.apply(e.metrics);
     for (const c of e.httpCalls) this.startHttpCall(c, this.gen);
+    for (const g of e.grpcStreams) this.grpcStreamOp(g, this.gen);
     if (e.tickPeriodMs >= 0) this.setTick(e.tickPeriodMs);
     if (e.rootDone === 2) this.rootDeleted?.();
   }
@@ -1188,6 +1222,51 @@ export class WasmPlugin {
     } catch {
       // see applyEffects
     }
+  }
+
+  /** Carries out what the VM asked of a gRPC stream; its answer comes back as GRPC_STREAM_EVENT commands. */
+  private grpcStreamOp(op: GrpcStreamOp, gen: number): void {
+    if (op.op !== "open") {
+      const st = this.grpcCallouts.get(op.token);
+      if (op.op === "send") st?.write(op.message, op.end);
+      else if (op.op === "close") st?.end();
+      else {
+        this.grpcCallouts.delete(op.token);
+        st?.cancel();
+      }
+      return;
+    }
+    // events leave the embedder's call stack (never re-entering the VM from inside a reply)
+    const deliver = (e: GrpcStreamEventData): void =>
+      queueMicrotask(() => {
+        if (e.event === GrpcEvent.CLOSE) this.grpcCallouts.delete(op.token);
+        if (gen === this.gen && !this.stopped) this.enqueue({ op: Op.GRPC_STREAM_EVENT, token: op.token, ...e }, undefined);
+      });
+    const fn = this.o.streamCall;
+    let handle: CalloutStream | undefined;
+    const reader = new GrpcStreamReader(deliver, () => handle?.cancel(), this.maxBufferBytes);
+    if (fn === undefined) {
+      reader.error("no gRPC stream handler configured");
+      return;
+    }
+    try {
+      handle = fn(op.upstream, unflatten(op.headers), {
+        headers: (h) => reader.headers(flatten(h)),
+        data: (c) => reader.data(c),
+        end: (t) => reader.end(t === undefined ? undefined : flatten(t)),
+        error: (why) => reader.error(why),
+      });
+    } catch (e) {
+      reader.error(e instanceof Error ? e.message : String(e));
+      return;
+    }
+    this.grpcCallouts.set(op.token, handle);
+  }
+
+  /** Resets every gRPC stream callout (the VM that owned them is gone). */
+  private cancelGrpcCallouts(): void {
+    for (const st of this.grpcCallouts.values()) st.cancel();
+    this.grpcCallouts.clear();
   }
 
   private startHttpCall(c: HttpCallRequest, gen: number): void {
@@ -1269,6 +1348,7 @@ export class WasmPlugin {
       if (finishing) await this.rootFinished();
     }
     this.stopped = true;
+    this.cancelGrpcCallouts();
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     if (this.doneTimer !== undefined) clearTimeout(this.doneTimer);
     this.shared.releaseOwner(this.onQueueReady);

@@ -14,7 +14,12 @@ export const Op = {
   TICK: 6,
   QUEUE_READY: 7,
   SHUTDOWN: 8,
+  GRPC_STREAM_EVENT: 9,
 } as const;
+
+/** What a gRPC stream reports, in order: initial metadata, messages, trailing metadata, close. */
+export const GrpcEvent = { INITIAL: 0, MESSAGE: 1, TRAILING: 2, CLOSE: 3 } as const;
+export type GrpcEventValue = (typeof GrpcEvent)[keyof typeof GrpcEvent];
 
 export const Direction = { REQUEST: 0, RESPONSE: 1 } as const;
 export type DirectionValue = (typeof Direction)[keyof typeof Direction];
@@ -52,7 +57,19 @@ export type Command =
     }
   | { readonly op: typeof Op.TICK }
   | { readonly op: typeof Op.QUEUE_READY; readonly queueId: number }
-  | { readonly op: typeof Op.SHUTDOWN };
+  | { readonly op: typeof Op.SHUTDOWN }
+  | {
+      readonly op: typeof Op.GRPC_STREAM_EVENT;
+      readonly token: number;
+      readonly event: GrpcEventValue;
+      /** INITIAL / TRAILING: the metadata */
+      readonly pairs?: FlatPairs;
+      /** MESSAGE: one message, unframed */
+      readonly message?: Uint8Array;
+      /** CLOSE: the gRPC status and its message */
+      readonly status?: number;
+      readonly statusMessage?: string;
+    };
 
 export const EmissionKind = { CONTINUE: 0, STOP: 1, LOCAL: 2, RESET: 3 } as const;
 export type EmissionKindValue = (typeof EmissionKind)[keyof typeof EmissionKind];
@@ -116,6 +133,18 @@ export function isGrpcCallToken(token: number): boolean {
   return (token & 3) === 1;
 }
 
+/** gRPC streams are numbered ≡ 2 (mod 4), as in cpp-host. */
+export function isGrpcStreamToken(token: number): boolean {
+  return (token & 3) === 2;
+}
+
+/** What the VM asks of a gRPC stream; `send` carries one framed message. */
+export type GrpcStreamOp =
+  | { readonly token: number; readonly op: "open"; readonly upstream: string; readonly headers: FlatPairs }
+  | { readonly token: number; readonly op: "send"; readonly message: Uint8Array; readonly end: boolean }
+  | { readonly token: number; readonly op: "close" }
+  | { readonly token: number; readonly op: "cancel" };
+
 export interface HttpCallRequest {
   readonly token: number;
   readonly upstream: string;
@@ -142,6 +171,7 @@ export interface BatchEffects {
   logs: LogRecord[];
   droppedLogs: number;
   httpCalls: HttpCallRequest[];
+  grpcStreams: GrpcStreamOp[];
   /** New tick period in ms (0 disables), or -1 when unchanged. */
   tickPeriodMs: number;
   metrics: MetricUpdate[];
@@ -153,7 +183,7 @@ export interface BatchEffects {
 }
 
 export function emptyEffects(): BatchEffects {
-  return { logs: [], droppedLogs: 0, httpCalls: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
+  return { logs: [], droppedLogs: 0, httpCalls: [], grpcStreams: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
 }
 
 export interface BatchReply {

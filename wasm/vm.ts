@@ -50,11 +50,13 @@ import {
   type StartReply,
   type VmConfig,
   type VmServices,
+  GrpcEvent,
   isGrpcCallToken,
+  isGrpcStreamToken,
 } from "./protocol.ts";
 import type { FlatPairs } from "./serialization.ts";
 import { CallbackBudget } from "./budget.ts";
-import { type GrpcOutcome, grpcOutcome, grpcRequest } from "./grpc.ts";
+import { grpcAnswerEvents, grpcFrame, grpcName, grpcRequest, GrpcStatus, type GrpcStreamEventData } from "./grpc.ts";
 import { BudgetExceeded, ModuleAbort, ProcExit } from "./traps.ts";
 import { createWasi } from "./wasi.ts";
 
@@ -232,9 +234,12 @@ export class VmCore implements HostState {
   private readonly pendingCalls = new Set<number>();
   private nextToken = 0;
   private nextGrpcToken = 1;
+  private nextGrpcStreamToken = 2;
+  /** Open gRPC streams by id; `sending` until the plugin half-closes (or cancels) it. */
+  private readonly grpcStreams = new Map<number, { sending: boolean }>();
   private rootState: RootStateValue = RootState.RUNNING;
-  /** The answer a gRPC call's callbacks are reading (initial/trailing metadata, the message, the status). */
-  private grpcAnswer: { readonly outcome: GrpcOutcome; message: Uint8Array | undefined } | undefined;
+  /** What the running gRPC callback reads: its metadata (map 4 or 5), its message (buffer 5), the status. */
+  private grpcNow: { initial?: FlatPairs; trailing?: FlatPairs; message?: Uint8Array; status?: { code: number; message: string } } | undefined;
 
   private constructor(
     private readonly cfg: VmConfig,
@@ -468,6 +473,10 @@ export class VmCore implements HostState {
           break;
         case Op.QUEUE_READY:
           this.invoke(undefined, "proxy_on_queue_ready", ROOT_ID, cmd.queueId);
+          this.finish(undefined, Direction.REQUEST);
+          break;
+        case Op.GRPC_STREAM_EVENT:
+          this.onGrpcStreamEvent(cmd);
           this.finish(undefined, Direction.REQUEST);
           break;
         case Op.SHUTDOWN: {
@@ -725,7 +734,7 @@ export class VmCore implements HostState {
   private onHttpCallResponse(cmd: Extract<Command, { op: typeof Op.HTTP_CALL_RESPONSE }>): void {
     if (!this.pendingCalls.delete(cmd.token)) return;
     if (isGrpcCallToken(cmd.token)) {
-      this.onGrpcAnswer(cmd.token, grpcOutcome(cmd.response, cmd.failure));
+      this.onGrpcAnswer(cmd.token, grpcAnswerEvents(cmd.response, cmd.failure));
       return;
     }
     const r = cmd.response;
@@ -748,21 +757,44 @@ export class VmCore implements HostState {
     }
   }
 
-  /** A unary gRPC call's callbacks on the root context, in Envoy's order. */
-  private onGrpcAnswer(token: number, o: GrpcOutcome): void {
-    this.grpcAnswer = { outcome: o, message: undefined };
+  /** A unary gRPC call's answer: the events a stream would report, in Envoy's order. */
+  private onGrpcAnswer(token: number, events: readonly GrpcStreamEventData[]): void {
+    for (const e of events) this.grpcEvent(token, e);
+  }
+
+  /** One gRPC callback on the root context; what it may read is set for its duration only. */
+  private grpcEvent(token: number, e: GrpcStreamEventData): void {
     try {
-      if (o.initial !== undefined) this.invoke(undefined, "proxy_on_grpc_receive_initial_metadata", ROOT_ID, token, o.initial.length >> 1);
-      for (const m of o.messages) {
-        this.grpcAnswer.message = m;
-        this.invoke(undefined, "proxy_on_grpc_receive", ROOT_ID, token, m.length);
+      switch (e.event) {
+        case GrpcEvent.INITIAL:
+          this.grpcNow = { initial: e.pairs ?? [] };
+          this.invoke(undefined, "proxy_on_grpc_receive_initial_metadata", ROOT_ID, token, (e.pairs?.length ?? 0) >> 1);
+          break;
+        case GrpcEvent.MESSAGE:
+          this.grpcNow = { message: e.message ?? EMPTY };
+          this.invoke(undefined, "proxy_on_grpc_receive", ROOT_ID, token, e.message?.length ?? 0);
+          break;
+        case GrpcEvent.TRAILING:
+          this.grpcNow = { trailing: e.pairs ?? [] };
+          this.invoke(undefined, "proxy_on_grpc_receive_trailing_metadata", ROOT_ID, token, (e.pairs?.length ?? 0) >> 1);
+          break;
+        case GrpcEvent.CLOSE: {
+          const code = e.status ?? GrpcStatus.UNKNOWN;
+          this.grpcNow = { status: { code, message: e.statusMessage ?? "" } };
+          this.invoke(undefined, "proxy_on_grpc_close", ROOT_ID, token, code);
+          break;
+        }
       }
-      this.grpcAnswer.message = undefined;
-      if (o.trailing !== undefined) this.invoke(undefined, "proxy_on_grpc_receive_trailing_metadata", ROOT_ID, token, o.trailing.length >> 1);
-      this.invoke(undefined, "proxy_on_grpc_close", ROOT_ID, token, o.status);
     } finally {
-      this.grpcAnswer = undefined;
+      this.grpcNow = undefined;
     }
+  }
+
+  /** An event of an open gRPC stream (ignored once the plugin cancelled it). */
+  private onGrpcStreamEvent(cmd: Extract<Command, { op: typeof Op.GRPC_STREAM_EVENT }>): void {
+    if (!this.grpcStreams.has(cmd.token)) return;
+    if (cmd.event === GrpcEvent.CLOSE) this.grpcStreams.delete(cmd.token);
+    this.grpcEvent(cmd.token, cmd);
   }
 
   // ---- HostState ----------------------------------------------------------------------------
@@ -801,8 +833,7 @@ export class VmCore implements HostState {
 
   map(type: number): MapAccess | StatusCode {
     if (type === MapType.GRPC_CALL_INITIAL_METADATA || type === MapType.GRPC_CALL_TRAILING_METADATA) {
-      const o = this.grpcAnswer?.outcome;
-      const pairs = type === MapType.GRPC_CALL_INITIAL_METADATA ? o?.initial : o?.trailing;
+      const pairs = type === MapType.GRPC_CALL_INITIAL_METADATA ? this.grpcNow?.initial : this.grpcNow?.trailing;
       if (pairs === undefined) return Status.BAD_ARGUMENT;
       return { pairs, writable: false, replace: () => {} };
     }
@@ -864,7 +895,7 @@ export class VmCore implements HostState {
       case BufferType.HTTP_CALL_RESPONSE_BODY:
         return this.callResponse === undefined ? Status.NOT_FOUND : { bytes: this.callResponse.body };
       case BufferType.GRPC_CALL_MESSAGE: {
-        const m = this.grpcAnswer?.message;
+        const m = this.grpcNow?.message;
         return m === undefined ? Status.NOT_FOUND : { bytes: m };
       }
       case BufferType.VM_CONFIGURATION:
@@ -902,8 +933,8 @@ export class VmCore implements HostState {
   }
 
   callStatus(): { code: number; message: string } | undefined {
-    const g = this.grpcAnswer;
-    if (g !== undefined) return { code: g.outcome.status, message: g.outcome.message };
+    const g = this.grpcNow?.status;
+    if (g !== undefined) return g;
     const r = this.callResponse;
     if (r === undefined) return undefined;
     return r.failure === undefined ? { code: 0, message: "" } : { code: 14, message: r.failure };
@@ -942,7 +973,7 @@ export class VmCore implements HostState {
   grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number } {
     const allowed = this.cfg.httpCallUpstreams;
     if (allowed !== undefined && !allowed.includes(upstream)) return { status: Status.PARSE_FAILURE };
-    if (service === "" || method === "" || /[\s/]/.test(service) || /[\s/]/.test(method)) return { status: Status.BAD_ARGUMENT };
+    if (!grpcName(service) || !grpcName(method)) return { status: Status.BAD_ARGUMENT };
     if (this.pendingCalls.size >= MAX_PENDING_HTTP_CALLS) return { status: Status.INTERNAL_FAILURE };
     const { headers, body } = grpcRequest(upstream, service, method, metadata, message, timeoutMs);
     this.nextGrpcToken = this.nextGrpcToken >= 0x7ffffff0 ? 1 : this.nextGrpcToken + 4;
@@ -952,8 +983,47 @@ export class VmCore implements HostState {
     return { status: Status.OK, token };
   }
 
+  grpcStream(upstream: string, service: string, method: string, metadata: FlatPairs): { status: StatusCode; token?: number } {
+    const allowed = this.cfg.httpCallUpstreams;
+    if (allowed !== undefined && !allowed.includes(upstream)) return { status: Status.PARSE_FAILURE };
+    if (!grpcName(service) || !grpcName(method)) return { status: Status.BAD_ARGUMENT };
+    if (this.pendingCalls.size + this.grpcStreams.size >= MAX_PENDING_HTTP_CALLS) return { status: Status.INTERNAL_FAILURE };
+    const { headers } = grpcRequest(upstream, service, method, metadata, EMPTY, 0);
+    this.nextGrpcStreamToken = this.nextGrpcStreamToken >= 0x7ffffff0 ? 2 : this.nextGrpcStreamToken + 4;
+    const token = this.nextGrpcStreamToken;
+    this.grpcStreams.set(token, { sending: true });
+    this.effects.grpcStreams.push({ token, op: "open", upstream, headers });
+    return { status: Status.OK, token };
+  }
+
+  grpcSend(token: number, message: Uint8Array, end: boolean): StatusCode {
+    if (!isGrpcStreamToken(token)) return Status.BAD_ARGUMENT;
+    const st = this.grpcStreams.get(token);
+    if (st === undefined) return Status.NOT_FOUND;
+    if (!st.sending) return Status.BAD_ARGUMENT; // already half-closed
+    if (end) st.sending = false;
+    this.effects.grpcStreams.push({ token, op: "send", message: grpcFrame(message), end });
+    return Status.OK;
+  }
+
+  /** Cancels a call or a stream: nothing more is sent, no callback comes. */
   grpcCancel(token: number): StatusCode {
-    return isGrpcCallToken(token) && this.pendingCalls.delete(token) ? Status.OK : Status.NOT_FOUND;
+    if (isGrpcCallToken(token)) return this.pendingCalls.delete(token) ? Status.OK : Status.NOT_FOUND;
+    if (!this.grpcStreams.delete(token)) return Status.NOT_FOUND;
+    this.effects.grpcStreams.push({ token, op: "cancel" });
+    return Status.OK;
+  }
+
+  /** Closes a call (as cancel) or half-closes a stream: the answer still comes. */
+  grpcClose(token: number): StatusCode {
+    if (isGrpcCallToken(token)) return this.grpcCancel(token);
+    const st = this.grpcStreams.get(token);
+    if (st === undefined) return Status.NOT_FOUND;
+    if (st.sending) {
+      st.sending = false;
+      this.effects.grpcStreams.push({ token, op: "close" });
+    }
+    return Status.OK;
   }
 
   setTickPeriod(ms: number): StatusCode {

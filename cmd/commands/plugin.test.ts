@@ -32,7 +32,7 @@ beforeAll(async () => {
   await buildExamples(dir);
   for (const name of ["trap", "no-abi", "loop"] as const) writeFileSync(wasm(name), (await loadTestdataPlugin(name)).wasm);
   writeFileSync(wasm("lacking"), compileWat(watPlugin(`(import "env" "proxy_does_not_exist" (func (param i32) (result i32)))`), "lacking.wat"));
-  writeFileSync(wasm("grpc"), compileWat(watPlugin(`(import "env" "proxy_grpc_stream" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))`), "grpc.wat"));
+  writeFileSync(wasm("partial"), compileWat(watPlugin(`(import "env" "proxy_continue_stream" (func (param i32) (result i32)))`), "partial.wat"));
   writeFileSync(wasm("big"), compileWat(watPlugin("", 4), "big.wat"));
   writeFileSync(wasm("holder"), compileWat(watPlugin("", 1, 1), "holder.wat"));
   // writes a line to stdout (WASI) and resets the stream from its request headers
@@ -121,11 +121,11 @@ describe("mesh plugin check", () => {
     expect(j.imports).toContainEqual({ module: "env", name: "proxy_does_not_exist", kind: "func", signature: "(i32)->(i32)", status: "missing", note: "not provided by this host" });
   });
 
-  test("an import the host provides but cannot serve (gRPC) is a warning, not a refusal", async () => {
-    const r = await mesh("check", wasm("grpc"));
+  test("an import the host serves only in part (TCP-filter streams) is a note, not a refusal", async () => {
+    const r = await mesh("check", wasm("partial"));
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/env\.proxy_grpc_stream\s+NOT SUPPORTED here/);
-    expect(r.stdout).toMatch(/warnings\n {2}env\.proxy_grpc_stream is not supported by this host: .*UNIMPLEMENTED/);
+    expect(r.stdout).toMatch(/env\.proxy_continue_stream\s+ok, partly \(see notes\)/);
+    expect(r.stdout).toMatch(/notes\n {2}env\.proxy_continue_stream: DOWNSTREAM\/UPSTREAM need network \(TCP\) filters/);
   });
 
   test("declared memory above --max-memory-pages: refused; the default limit takes it", async () => {

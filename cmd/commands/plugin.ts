@@ -118,7 +118,6 @@ const IMPORT_MARK: Record<ModuleInspection["imports"][number]["status"], string>
   ok: "ok",
   memory: "ok (the host supplies it)",
   partial: "ok, partly (see notes)",
-  unsupported: "NOT SUPPORTED here (see warnings)",
   missing: "MISSING",
   signature: "WRONG SIGNATURE",
   refused: "REFUSED",

@@ -73,20 +73,49 @@ export function headerValues(headers: HeaderPairs, name: string): string | undef
 }
 
 /** A body that is already in memory (local responses, buffered request bodies for retries). */
-export class BufferedBody implements BodySource {
-  private paused = false;
+/**
+ * A body written as it is produced (a plugin's gRPC stream): chunks queue until the consumer
+ * reads them; more than `maxQueued` bytes waiting fails it rather than grow without bound.
+ */
+export class StreamedBody implements BodySource {
+  readonly empty: boolean = false;
   private sink: BodySink | undefined;
-  private sent = false;
-  constructor(
-    private readonly chunks: readonly Uint8Array[],
-    private readonly trailers?: HeaderPairs,
-  ) {}
-  get empty(): boolean {
-    return this.chunks.length === 0 && !this.trailers;
+  private paused = false;
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private ended = false;
+  private endDelivered = false;
+  private trailers: HeaderPairs | undefined;
+  private failure: Error | undefined;
+
+  constructor(private readonly maxQueued: number) {}
+
+  /** false when the body is over (ended or failed): the chunk was not taken. */
+  write(chunk: Uint8Array): boolean {
+    if (this.ended || this.failure) return false;
+    this.queue.push(chunk);
+    this.queued += chunk.byteLength;
+    if (this.queued > this.maxQueued) this.fail(new Error(`more than ${this.maxQueued} bytes waiting to be sent`));
+    else this.flush();
+    return true;
+  }
+  end(trailers?: HeaderPairs): void {
+    if (this.ended || this.failure) return;
+    this.ended = true;
+    this.trailers = trailers;
+    this.flush();
+  }
+  fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    this.queue = [];
+    this.queued = 0;
+    this.sink?.error(e);
   }
   start(sink: BodySink): void {
     this.sink = sink;
-    queueMicrotask(() => this.flush());
+    if (this.failure) sink.error(this.failure);
+    else queueMicrotask(() => this.flush());
   }
   pause(): void {
     this.paused = true;
@@ -96,9 +125,27 @@ export class BufferedBody implements BodySource {
     this.flush();
   }
   private flush(): void {
-    if (this.sent || this.paused || !this.sink) return;
-    this.sent = true;
-    for (const c of this.chunks) this.sink.data(c);
-    this.sink.end(this.trailers);
+    const sink = this.sink;
+    if (!sink || this.failure) return;
+    while (!this.paused && this.queue.length > 0) {
+      const c = this.queue.shift()!;
+      this.queued -= c.byteLength;
+      sink.data(c);
+    }
+    if (this.ended && this.queue.length === 0 && !this.endDelivered) {
+      this.endDelivered = true;
+      sink.end(this.trailers);
+    }
+  }
+}
+
+/** A body known whole in advance (a replayed request, a callout's). */
+export class BufferedBody extends StreamedBody {
+  override readonly empty: boolean;
+  constructor(chunks: readonly Uint8Array[], trailers?: HeaderPairs) {
+    super(Number.POSITIVE_INFINITY);
+    this.empty = chunks.length === 0 && !trailers;
+    for (const c of chunks) this.write(c);
+    this.end(trailers);
   }
 }

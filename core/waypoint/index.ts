@@ -5,6 +5,6 @@
 export { Waypoint, WAYPOINT_VERSION, type WaypointOptions } from "./waypoint.ts";
 export { EndpointBalancer, serviceEndpoints, DEFAULT_EJECTION, type Endpoint, type EjectionPolicy } from "./endpoints.ts";
 export { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
-export type { RequestHooks, RequestPlugins, RequestCompletion, PluginOutcome, HookRequest, LocalReply, RequestOrigin, MeshHttpCall, WaypointPlugins, WaypointPluginsContext } from "./plugin-api.ts";
+export type { RequestHooks, RequestPlugins, RequestCompletion, PluginOutcome, HookRequest, LocalReply, RequestOrigin, MeshHttpCall, MeshStreamCall, WaypointPlugins, WaypointPluginsContext } from "./plugin-api.ts";
 export { PluginReplyError } from "./plugin-api.ts";
 export { BufferedBody, type HeaderPairs, type BodySource, type BodySink } from "./exchange.ts";

@@ -41,12 +41,26 @@ export type MeshHttpCall = (
   kind: "http" | "grpc",
 ) => Promise<{ readonly headers: readonly (readonly [string, string])[]; readonly body?: Uint8Array; readonly trailers?: readonly (readonly [string, string])[] } | { readonly failure: string }>;
 
+/** A plugin's streaming callout (a gRPC stream): an HTTP/2 request written and answered as it goes. */
+export type MeshStreamCall = (
+  upstream: string,
+  headers: readonly (readonly [string, string])[],
+  events: {
+    headers(headers: [string, string][]): void;
+    data(chunk: Uint8Array): void;
+    end(trailers: [string, string][] | undefined): void;
+    error(reason: string): void;
+  },
+) => { write(chunk: Uint8Array, end: boolean): void; end(): void; cancel(): void };
+
 /** What the waypoint gives the plugin chain when it starts. */
 export interface WaypointPluginsContext {
   readonly configPath: string;
   /** files that may hold WasmPlugin documents (the route files) */
   readonly documentFiles: readonly string[];
   readonly httpCall: MeshHttpCall;
+  /** gRPC streams; without it a plugin's stream closes at once with UNAVAILABLE */
+  readonly streamCall?: MeshStreamCall;
   /** the waypoint's own service names (Gateway targets) and namespace */
   readonly gateways: () => readonly string[];
   readonly namespace: string;

@@ -2,7 +2,7 @@
 // config and the CA, takes the identity and address of its workload (`--workload UID`), serves
 // HBONE on `<its IP>:15008`, follows config, route and policy file changes and certificate
 // rotation, and drains on request — the same lifecycle as ztunnel, for one workload.
-import { FileConfigSource, StateStore, WatchedFile, loadConfigFile, type MeshState, type RuntimeEnv, type Workload } from "../config/index.ts";
+import { FileConfigSource, StateStore, WatchedFile, loadConfigFile, type MeshState, type RuntimeEnv, type Service, type Workload } from "../config/index.ts";
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
 import { HboneListener, HbonePool, hboneTuningFrom, type HboneTuning, type PeerVerifier } from "../hbone/index.ts";
 import { CertificateManager, loadLocalCa, meshPeerVerifier, svidTlsMaterial, type LocalCa } from "../identity/index.ts";
@@ -15,9 +15,9 @@ import { drainRole } from "../drain/index.ts";
 import { EndpointBalancer } from "./endpoints.ts";
 import { codecLimits, serveH1 } from "./front-h1.ts";
 import { RequestPipeline } from "./handler.ts";
-import type { MeshHttpCall, WaypointPlugins } from "./plugin-api.ts";
-import { BufferedBody } from "./exchange.ts";
-import { serviceEndpoints } from "./endpoints.ts";
+import type { MeshHttpCall, MeshStreamCall, WaypointPlugins } from "./plugin-api.ts";
+import { BufferedBody, StreamedBody } from "./exchange.ts";
+import { serviceEndpoints, type Endpoint } from "./endpoints.ts";
 import { DEFAULT_H2_GUARD } from "./h2-guard.ts";
 import { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
 import { acceptWaypointTunnel, type TunnelContext } from "./tunnel.ts";
@@ -150,6 +150,7 @@ export class Waypoint {
         configPath: this.opts.configPath,
         documentFiles: routeFiles,
         httpCall: this.httpCall,
+        streamCall: this.streamCall,
         gateways: () => this.gateways(),
         namespace: this.workload.namespace,
         nodeId: `waypoint~${this.selfIp}~${this.workload.name}.${this.workload.namespace}`,
@@ -255,19 +256,9 @@ export class Waypoint {
    */
   private readonly httpCall: MeshHttpCall = async (upstream, headers, body, trailers, timeoutMs, kind) => {
     void trailers;
-    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(upstream);
-    if (!m) return { failure: `upstream ${JSON.stringify(upstream)} is not host:port` };
-    const host = m[1]!.replace(/^\[|\]$/g, "");
-    const port = Number(m[2]);
-    const state = this.store.current();
-    const ns = this.workload.namespace;
-    const svc =
-      state.serviceByVip(this.workload.network, host) ??
-      [host, `${host}.${ns}.svc.cluster.local`, `${host}.svc.cluster.local`, `${host}.cluster.local`].map((h) => state.servicesByHostname(h)[0]).find((s) => s !== undefined);
-    if (!svc) return { failure: `no mesh service ${host}` };
-    const ep = this.balancer.pick(serviceEndpoints(state, svc, port));
-    const pool = kind === "grpc" ? this.h2Pool : this.h1Pool;
-    if (!ep || !pool) return { failure: `no healthy endpoint for ${svc.hostname}:${port}` };
+    const target = this.calloutTarget(upstream, kind === "grpc" ? this.h2Pool : this.h1Pool);
+    if ("failure" in target) return target;
+    const { svc, ep, pool } = target;
     const get = (n: string) => headers.find(([k]) => k === n)?.[1];
     const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
     const call = pool.request(ep, { method: get(":method") ?? "GET", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, new BufferedBody(body.byteLength ? [body] : []));
@@ -297,6 +288,56 @@ export class Waypoint {
     } finally {
       if (timer) clearTimeout(timer);
     }
+  };
+
+  /** The endpoint a plugin's callout to `host:port` goes to, and the pool it goes through. */
+  private calloutTarget<P>(upstream: string, pool: P | undefined): { svc: Service; ep: Endpoint; pool: P } | { failure: string } {
+    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(upstream);
+    if (!m) return { failure: `upstream ${JSON.stringify(upstream)} is not host:port` };
+    const host = m[1]!.replace(/^\[|\]$/g, "");
+    const port = Number(m[2]);
+    const state = this.store.current();
+    const ns = this.workload.namespace;
+    const svc =
+      state.serviceByVip(this.workload.network, host) ??
+      [host, `${host}.${ns}.svc.cluster.local`, `${host}.svc.cluster.local`, `${host}.cluster.local`].map((h) => state.servicesByHostname(h)[0]).find((s) => s !== undefined);
+    if (!svc) return { failure: `no mesh service ${host}` };
+    const ep = this.balancer.pick(serviceEndpoints(state, svc, port));
+    if (!ep || !pool) return { failure: `no healthy endpoint for ${svc.hostname}:${port}` };
+    return { svc, ep, pool };
+  }
+
+  /**
+   * A plugin's gRPC stream (proxy_grpc_stream): an HTTP/2 request to a mesh service, by HBONE as
+   * the waypoint's identity, whose body is written as the plugin sends and whose answer is
+   * reported as it arrives. At most 1 MiB waits to be sent.
+   */
+  private readonly streamCall: MeshStreamCall = (upstream, headers, events) => {
+    const target = this.calloutTarget(upstream, this.h2Pool);
+    if ("failure" in target) {
+      queueMicrotask(() => events.error(target.failure));
+      return { write() {}, end() {}, cancel() {} };
+    }
+    const { svc, ep, pool } = target;
+    const get = (n: string) => headers.find(([k]) => k === n)?.[1];
+    const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
+    const body = new StreamedBody(1024 * 1024);
+    const call = pool.request(ep, { method: "POST", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, body);
+    call.response.then(
+      (r) => {
+        events.headers([[":status", String(r.status)], ...r.headers]);
+        r.body.start({ data: (c) => events.data(c), end: (t) => events.end(t), error: (e) => events.error(asMeshError(e).message) });
+      },
+      (e: unknown) => events.error(asMeshError(e).message),
+    );
+    return {
+      write: (chunk, end) => {
+        if (!body.write(chunk)) return;
+        if (end) body.end();
+      },
+      end: () => body.end(),
+      cancel: () => call.cancel(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "the plugin cancelled its gRPC stream")),
+    };
   };
 
   private tunnelContext(): TunnelContext {

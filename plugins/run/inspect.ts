@@ -8,8 +8,6 @@ import { HOST_CALLBACKS, UNSUPPORTED_HOST_FUNCTIONS, checkModule, describeModule
 const HTTP_CALLBACKS = ["proxy_on_request_headers", "proxy_on_request_body", "proxy_on_request_trailers", "proxy_on_response_headers", "proxy_on_response_body", "proxy_on_response_trailers"];
 const ABI_MARKER: Record<string, string> = { "0.2.1": "proxy_abi_version_0_2_1", "0.2.0": "proxy_abi_version_0_2_0", "0.1.0": "proxy_abi_version_0_1_0" };
 const PAGE_BYTES = 65536;
-/** In UNSUPPORTED_HOST_FUNCTIONS but working for HTTP plugins: a note, not a warning. */
-const PARTLY_SUPPORTED = new Set(["proxy_continue_stream", "proxy_close_stream", "proxy_clear_route_cache", "proxy_call_foreign_function"]);
 
 export interface ImportStatus {
   readonly module: string;
@@ -17,12 +15,11 @@ export interface ImportStatus {
   readonly kind: string;
   readonly signature?: string;
   /**
-   * ok: provided; partial: works for HTTP streams, not for everything the ABI allows (see `note`);
-   * unsupported: provided but it only returns UNIMPLEMENTED/NOT_FOUND here (see `note`); missing: not
+   * ok: provided; partial: works, but not for everything the ABI allows (see `note`); missing: not
    * provided; signature: provided with another signature; memory: the host supplies it;
    * refused: a table/global/tag import, which the host does not supply.
    */
-  readonly status: "ok" | "partial" | "unsupported" | "missing" | "signature" | "memory" | "refused";
+  readonly status: "ok" | "partial" | "missing" | "signature" | "memory" | "refused";
   readonly note?: string;
 }
 
@@ -112,14 +109,11 @@ export function inspectModule(bytes: Uint8Array, maxMemoryPages: number): Module
       problems.push({ code: ErrorCodes.WASM_MODULE_INVALID, message: `module imports ${key} with signature ${p.actual}; this host provides ${p.expected}` });
       return { ...base, status: "signature", note: `host signature ${p.expected}` };
     }
+    // every host function works here, some only in part (UNSUPPORTED_HOST_FUNCTIONS says which part)
     const why = i.module === "env" ? UNSUPPORTED_HOST_FUNCTIONS[i.name] : undefined;
-    if (why !== undefined && PARTLY_SUPPORTED.has(i.name)) {
+    if (why !== undefined) {
       notes.push(`${key}: ${why}`);
       return { ...base, status: "partial", note: why };
-    }
-    if (why !== undefined) {
-      warnings.push(`${key} is not supported by this host: ${why}`);
-      return { ...base, status: "unsupported", note: why };
     }
     return { ...base, status: "ok" };
   });
@@ -143,7 +137,7 @@ export function inspectModule(bytes: Uint8Array, maxMemoryPages: number): Module
   const notCalled = report.callbacks.filter((c) => !HOST_CALLBACKS.includes(c));
   // every SDK exports the metadata callbacks and Envoy never calls them either: not worth a warning
   const missed = notCalled.filter((c) => !/^proxy_on_(request|response)_metadata$/.test(c));
-  if (missed.length > 0) warnings.push(`exports callbacks this host never calls (it runs no TCP filters, gRPC callouts or foreign functions): ${missed.join(", ")}`);
+  if (missed.length > 0) warnings.push(`exports callbacks this host never calls (it runs no TCP filters and calls no foreign-function callbacks): ${missed.join(", ")}`);
   if (report.abiVersion !== undefined && !report.callbacks.some((c) => HTTP_CALLBACKS.includes(c))) {
     warnings.push("exports no HTTP callbacks (proxy_on_request_headers, ...): the plugin will not see requests");
   }

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExamples, loadTestdataPlugin } from "../../plugins/build/index.ts";
-import { grpcAskPlugin } from "../../wasm/testdata/plugins.ts";
+import { grpcAskPlugin, grpcStreamPlugin } from "../../wasm/testdata/plugins.ts";
 import { pluginModule } from "../../wasm/testdata/wat.ts";
 import { TestMesh, ZtunnelProcess, allocSubnet, httpOver, localConfig, serviceKey, socksConnect, startWaypoint, until } from "../harness/index.ts";
 
@@ -20,7 +20,7 @@ describe("Wasm plugins in the waypoint", () => {
   const subnet = allocSubnet();
   const clientIp = `${subnet}1`;
   const vip = (n: number) => `${subnet}${100 + n}`;
-  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer", "props", "grpcguarded"] as const;
+  const SERVICES = ["web", "guarded", "authed", "badsum", "trapclose", "trapopen", "trapreload", "looping", "hog", "swap", "upper", "inline", "steer", "props", "grpcguarded", "grpcstream"] as const;
   // The route of `steer` matches a header its plugin adds: routing happens after the request's plugins.
   const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -72,6 +72,7 @@ spec:
   (call $prop {{"response\\00code_details"}}))`),
     );
     writeFileSync(join(dir, "grpc-ask.wasm"), await pluginModule(grpcAskPlugin("grpcauthz.default.svc.cluster.local:80", "x-wasm-filter")));
+    writeFileSync(join(dir, "grpc-stream.wasm"), await pluginModule(grpcStreamPlugin("grpcauthz.default.svc.cluster.local:80", "x-wasm-filter")));
     app = http.createServer((req, res) => {
       seen.push({ path: String(req.url), headers: req.headers });
       let received = "";
@@ -95,6 +96,26 @@ spec:
     grpcAuthz.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       const chunks: Buffer[] = [];
       stream.on("data", (c: Buffer) => chunks.push(c));
+      if (headers[":path"] === "/mesh.test.Chat/Echo") {
+        // bidirectional: each message back in upper case as it arrives, the status at the client's end
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        let pending = Buffer.alloc(0);
+        stream.on("data", (c: Buffer) => {
+          pending = Buffer.concat([pending, c]);
+          while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+            const len = pending.readUInt32BE(1);
+            const msg = Buffer.from(pending.subarray(5, 5 + len).toString().toUpperCase());
+            pending = pending.subarray(5 + len);
+            const frame = Buffer.alloc(5 + msg.length);
+            frame.writeUInt32BE(msg.length, 1);
+            msg.copy(frame, 5);
+            stream.write(frame);
+          }
+        });
+        stream.on("end", () => stream.end());
+        return;
+      }
       stream.on("end", () => {
         const body = Buffer.concat(chunks);
         const ok = headers[":path"] === "/mesh.test.Authz/Check" && headers["content-type"] === "application/grpc" && body.subarray(5).toString() === "please";
@@ -164,6 +185,7 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
 `)}${plugin("props", "props", `  url: ${join(dir, "props.wasm")}
 `)}${plugin("grpc-ask", "grpcguarded", `  url: ${join(dir, "grpc-ask.wasm")}
   phase: AUTHZ
+`)}${plugin("grpc-stream", "grpcstream", `  url: ${join(dir, "grpc-stream.wasm")}
 `)}${plugin("inline", "inline", `  url: ${byName["add-header"]!.outFile}
   pluginName: add-header
   pluginConfig: {header: x-inline, value: "yes"}
@@ -219,6 +241,12 @@ ${plugin("add-header", "web", `  url: ${byName["add-header"]!.outFile}
     expect(no.status).toBe(403); // PERMISSION_DENIED reached the plugin (a failed call would be 503)
     expect(no.body).toBe("denied by the gRPC service");
     expect(seen.some((x) => x.path === "/g-denied")).toBe(false);
+  });
+
+  test("a gRPC stream (proxy_grpc_stream) to a mesh service over HTTP/2: messages both ways as they go, then the status", async () => {
+    const r = await call("grpcstream", "/s");
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).filter).toBe("HITHERE");
   });
 
   test("deny-by-header: a local 403 with the configured body, the app never sees it, and the plugin's counter shows on /metrics", async () => {

@@ -86,3 +86,37 @@ export function grpcAskPlugin(upstream: string, header: string): string {
       (then (drop (call $proxy_send_local_response (i32.const 403) {{"grpc_denied"}} {{"denied by the gRPC service"}} (i32.const 0) (i32.const 0) (local.get 2))))
       (else (drop (call $proxy_send_local_response (i32.const 503) {{"grpc_failed"}} {{"gRPC call failed"}} (i32.const 0) (i32.const 0) (local.get 2))))))))`;
 }
+
+/**
+ * WAT body of a plugin that talks to a gRPC stream before letting a request through: it opens
+ * `upstream` mesh.test.Chat/Echo, sends "hi" and "there", half-closes, collects the answer messages
+ * and, when the stream closes OK, adds them (concatenated) as request header `header`; else 503.
+ */
+export function grpcStreamPlugin(upstream: string, header: string): string {
+  return `
+(global $waiting (mut i32) (i32.const 0))
+(global $got (mut i32) (i32.const 0))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (local $s i32)
+  (global.set $waiting (local.get 0))
+  (global.set $got (i32.const 0))
+  (if (call $proxy_grpc_stream {{"${upstream}"}} {{"mesh.test.Chat"}} {{"Echo"}} (i32.const 0) (i32.const 0) (i32.const 300))
+    (then (unreachable)))
+  (local.set $s (i32.load (i32.const 300)))
+  (drop (call $proxy_grpc_send (local.get $s) {{"hi"}} (i32.const 0)))
+  (drop (call $proxy_grpc_send (local.get $s) {{"there"}} (i32.const 0)))
+  (drop (call $proxy_grpc_close (local.get $s)))
+  (i32.const 1))
+(func (export "proxy_on_grpc_receive") (param i32 i32 i32)
+  (if (i32.eqz (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (local.get 2) (i32.const 264) (i32.const 268)))
+    (then
+      (memory.copy (i32.add (i32.const 1536) (global.get $got)) (i32.load (i32.const 264)) (i32.load (i32.const 268)))
+      (global.set $got (i32.add (global.get $got) (i32.load (i32.const 268)))))))
+(func (export "proxy_on_grpc_close") (param i32 i32 i32)
+  (drop (call $proxy_set_effective_context (global.get $waiting)))
+  (if (i32.eqz (local.get 2))
+    (then
+      (drop (call $proxy_add_header_map_value (i32.const 0) {{"${header}"}} (i32.const 1536) (global.get $got)))
+      (drop (call $proxy_continue_stream (i32.const 0))))
+    (else (drop (call $proxy_send_local_response (i32.const 503) {{"grpc_stream_failed"}} {{"gRPC stream failed"}} (i32.const 0) (i32.const 0) (local.get 2))))))`;
+}
