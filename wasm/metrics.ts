@@ -91,16 +91,19 @@ export class VmMetricTable {
     return { status: Status.OK, value: m.value };
   }
 
-  /** Moves changes since the last call into `out`. */
-  drain(out: MetricUpdate[]): void {
+  /** The changes since the last call, appended to `out` (a new list when `out` is frozen-empty). */
+  drain(out: MetricUpdate[]): MetricUpdate[] {
+    let list = out;
     for (const m of this.byId) {
       if (!m.dirty) continue;
       const value = m.type === MetricType.COUNTER ? m.value - m.reported : m.value;
       m.reported = m.value;
-      out.push({ name: m.name, type: m.type, value, samples: m.samples });
+      if (Object.isFrozen(list)) list = [];
+      list.push({ name: m.name, type: m.type, value, samples: m.samples });
       m.samples = [];
       m.dirty = false;
     }
+    return list;
   }
 }
 

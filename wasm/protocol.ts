@@ -186,6 +186,16 @@ export function emptyEffects(): BatchEffects {
   return { logs: [], droppedLogs: 0, httpCalls: [], grpcStreams: [], tickPeriodMs: -1, metrics: [], rootDone: 0 };
 }
 
+// Shared empty lists for the VM's per-batch effects: nearly every batch has none, so a list is
+// allocated only when something is added (see VmCore.effect*). Never pushed to.
+const NONE: never[] = [];
+Object.freeze(NONE);
+
+/** Effects with no lists allocated yet (NONE until the first entry). */
+export function noEffects(): BatchEffects {
+  return { logs: NONE, droppedLogs: 0, httpCalls: NONE, grpcStreams: NONE, tickPeriodMs: -1, metrics: NONE, rootDone: 0 };
+}
+
 export interface BatchReply {
   readonly outcomes: CommandOutcome[];
   readonly effects: BatchEffects;

@@ -50,6 +50,9 @@ import {
   type StartReply,
   type VmConfig,
   type VmServices,
+  type HttpCallRequest,
+  type GrpcStreamOp,
+  noEffects,
   GrpcEvent,
   isGrpcCallToken,
   isGrpcStreamToken,
@@ -352,13 +355,13 @@ export class VmCore implements HostState {
     } finally {
       this.budgetMs = this.cfg.callbackBudgetMs;
     }
-    this.metrics.drain(this.effects.metrics);
+    this.effects.metrics = this.metrics.drain(this.effects.metrics);
     return { ok: true, effects: this.effects };
   }
 
   private startFailure(f: Failure): StartReply {
     this.failed = f;
-    this.metrics.drain(this.effects.metrics);
+    this.effects.metrics = this.metrics.drain(this.effects.metrics);
     return { ok: false, failure: f, effects: this.effects };
   }
 
@@ -412,7 +415,7 @@ export class VmCore implements HostState {
   slowestCommandNs = 0;
 
   execute(commands: readonly Command[]): BatchReply {
-    this.effects = emptyEffects();
+    this.effects = noEffects();
     const outcomes: CommandOutcome[] = [];
     let slowest = 0;
     for (const cmd of commands) {
@@ -429,7 +432,7 @@ export class VmCore implements HostState {
       }
     }
     this.slowestCommandNs = slowest;
-    this.metrics.drain(this.effects.metrics);
+    this.effects.metrics = this.metrics.drain(this.effects.metrics);
     return this.failed === undefined
       ? { outcomes, effects: this.effects }
       : { outcomes, effects: this.effects, vmFailure: this.failed };
@@ -800,6 +803,7 @@ export class VmCore implements HostState {
   // ---- HostState ----------------------------------------------------------------------------
 
   log(level: LogLevelValue, message: string): void {
+    if (Object.isFrozen(this.effects.logs)) this.effects.logs = [];
     if (this.effects.logs.length >= MAX_LOGS_PER_BATCH) {
       this.effects.droppedLogs++;
       return;
@@ -966,8 +970,18 @@ export class VmCore implements HostState {
     this.nextToken = this.nextToken >= 0x7ffffff0 ? 4 : this.nextToken + 4;
     const token = this.nextToken;
     this.pendingCalls.add(token);
-    this.effects.httpCalls.push({ token, upstream, headers: h, body, trailers, timeoutMs });
+    this.effectHttpCall({ token, upstream, headers: h, body, trailers, timeoutMs });
     return { status: Status.OK, token };
+  }
+
+  private effectHttpCall(c: HttpCallRequest): void {
+    if (Object.isFrozen(this.effects.httpCalls)) this.effects.httpCalls = [];
+    this.effects.httpCalls.push(c);
+  }
+
+  private effectGrpcStream(op: GrpcStreamOp): void {
+    if (Object.isFrozen(this.effects.grpcStreams)) this.effects.grpcStreams = [];
+    this.effects.grpcStreams.push(op);
   }
 
   grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number } {
@@ -979,7 +993,7 @@ export class VmCore implements HostState {
     this.nextGrpcToken = this.nextGrpcToken >= 0x7ffffff0 ? 1 : this.nextGrpcToken + 4;
     const token = this.nextGrpcToken;
     this.pendingCalls.add(token);
-    this.effects.httpCalls.push({ token, upstream, headers, body, trailers: [], timeoutMs });
+    this.effectHttpCall({ token, upstream, headers, body, trailers: [], timeoutMs });
     return { status: Status.OK, token };
   }
 
@@ -992,7 +1006,7 @@ export class VmCore implements HostState {
     this.nextGrpcStreamToken = this.nextGrpcStreamToken >= 0x7ffffff0 ? 2 : this.nextGrpcStreamToken + 4;
     const token = this.nextGrpcStreamToken;
     this.grpcStreams.set(token, { sending: true });
-    this.effects.grpcStreams.push({ token, op: "open", upstream, headers });
+    this.effectGrpcStream({ token, op: "open", upstream, headers });
     return { status: Status.OK, token };
   }
 
@@ -1002,7 +1016,7 @@ export class VmCore implements HostState {
     if (st === undefined) return Status.NOT_FOUND;
     if (!st.sending) return Status.BAD_ARGUMENT; // already half-closed
     if (end) st.sending = false;
-    this.effects.grpcStreams.push({ token, op: "send", message: grpcFrame(message), end });
+    this.effectGrpcStream({ token, op: "send", message: grpcFrame(message), end });
     return Status.OK;
   }
 
@@ -1010,7 +1024,7 @@ export class VmCore implements HostState {
   grpcCancel(token: number): StatusCode {
     if (isGrpcCallToken(token)) return this.pendingCalls.delete(token) ? Status.OK : Status.NOT_FOUND;
     if (!this.grpcStreams.delete(token)) return Status.NOT_FOUND;
-    this.effects.grpcStreams.push({ token, op: "cancel" });
+    this.effectGrpcStream({ token, op: "cancel" });
     return Status.OK;
   }
 
@@ -1021,7 +1035,7 @@ export class VmCore implements HostState {
     if (st === undefined) return Status.NOT_FOUND;
     if (st.sending) {
       st.sending = false;
-      this.effects.grpcStreams.push({ token, op: "close" });
+      this.effectGrpcStream({ token, op: "close" });
     }
     return Status.OK;
   }
