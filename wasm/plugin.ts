@@ -704,7 +704,6 @@ export class WasmPlugin {
   private readonly queue: Queued[] = [];
   private doneQueue: Queued[] = [];
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
-  private doneImmediate: ReturnType<typeof setImmediate> | undefined;
   /** Open gRPC stream callouts by the VM's stream id. */
   private readonly grpcCallouts = new Map<number, CalloutStream>();
   /** stop() began: no new streams, no restarts; the root context may still be finishing. */
@@ -973,14 +972,7 @@ export class WasmPlugin {
     }
     this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, completion }, stream: s, seq: ++this.seq });
     if (this.doneQueue.length >= DONE_FLUSH_COUNT) this.flushDone();
-    else if (this.vm.runNow !== undefined) {
-      // On this thread there is no round trip to save by waiting: run them after this event-loop
-      // turn, while the core is warm, rather than on a timer that fires as the next request arrives.
-      this.doneImmediate ??= setImmediate(() => {
-        this.doneImmediate = undefined;
-        this.flushDone();
-      });
-    } else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
+    else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
   }
 
   private flushDone(): void {
