@@ -1,6 +1,6 @@
-// Unary gRPC calls for proxy_grpc_call, carried as HTTP calls: the request an embedder sends as an
-// HTTP/2 POST, and what the answer means to the plugin (initial metadata, messages, trailing
-// metadata, status), as Envoy's async gRPC client reports them. gRPC over HTTP/2:
+// gRPC callouts (proxy_grpc_call, proxy_grpc_stream) as HTTP/2 requests the embedder sends: the
+// request's shape and framing, and what the answer means to the plugin (initial metadata,
+// messages, trailing metadata, status) as Envoy's async gRPC client reports it. gRPC over HTTP/2:
 // https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
 import { GrpcEvent, type GrpcEventValue } from "./protocol.ts";
 import type { FlatPairs } from "./serialization.ts";
@@ -13,7 +13,7 @@ export function grpcName(s: string): boolean {
   return s !== "" && !/[\s/]/.test(s);
 }
 
-/** The HTTP/2 request of a unary call: headers (pseudo-headers first) and the framed message. */
+/** The HTTP/2 request of a call or stream: headers (pseudo-headers first) and `message` framed. */
 export function grpcRequest(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { headers: FlatPairs; body: Uint8Array } {
   const headers: string[] = [":method", "POST", ":path", `/${service}/${method}`, ":authority", upstream, "content-type", "application/grpc", "te", "trailers"];
   if (timeoutMs > 0) headers.push("grpc-timeout", `${timeoutMs}m`);
