@@ -529,7 +529,8 @@ class PluginStream implements WasmStream {
   done(completion?: StreamCompletion): Promise<void> {
     if (this.doneQueued) return this.completed;
     this.doneQueued = true;
-    for (const d of [this.req, this.resp]) if (d.pending !== undefined) d.settle({ action: "reset" });
+    if (this.req.pending !== undefined) this.req.settle({ action: "reset" });
+    if (this.resp.pending !== undefined) this.resp.settle({ action: "reset" });
     this.plugin.streamDone(this, completion);
     return this.completed;
   }
@@ -1080,7 +1081,7 @@ export class WasmPlugin {
   private idleWaiters: (() => void)[] = [];
 
   private notifyIdle(): void {
-    if (this.inFlight || this.queue.length > 0 || this.starting !== undefined) return;
+    if (this.idleWaiters.length === 0 || this.inFlight || this.queue.length > 0 || this.starting !== undefined) return;
     const w = this.idleWaiters;
     this.idleWaiters = [];
     for (const f of w) f();
