@@ -270,6 +270,18 @@ interface Released {
 }
 
 /** The phase call of a direction that waits for the VM. */
+/** A phase registered with its direction, its command built (PluginStream.begin). */
+interface StartedPhase {
+  readonly cmd: Command;
+  readonly pending: Pending;
+  readonly held: { bytes: Uint8Array; seq: number } | undefined;
+}
+
+function numberPhase(p: StartedPhase, seq: number): void {
+  p.pending.seq = seq;
+  if (p.held !== undefined) p.held.seq = seq;
+}
+
 interface Pending {
   resolve: (r: PhaseResult) => void;
   readonly eos: boolean;
@@ -376,27 +388,17 @@ class PluginStream implements WasmStream {
     }
     if (!this.plugin.adopt(this)) return this.phase(d, eos, build, chunk);
     let result: PhaseResult | undefined;
-    const p: Pending = { resolve: (r) => (result = r), eos, acc: dir.takeCarry(), seq: Infinity };
-    dir.pending = p;
-    const held = chunk === undefined ? undefined : { bytes: chunk, seq: Infinity };
-    if (held !== undefined) dir.held.push(held);
-    let cmd: Command;
-    try {
-      cmd = build(this.createProps());
-    } catch (e) {
-      this.fail(new MeshError(ErrorCodes.INTERNAL, `cannot pass the phase to plugin ${this.plugin.name}: ${String(e)}`, { cause: e }));
-      return result ?? { action: "reset" };
-    }
+    const started = this.begin(dir, (r) => (result = r), eos, build, chunk);
+    if (started === undefined) return result ?? { action: "reset" };
     // the sequence is known before the VM runs: deliver() compares against it
     const seq = this.plugin.nextSeq();
-    p.seq = seq;
-    if (held !== undefined) held.seq = seq;
-    this.plugin.runNow(cmd, this, seq);
+    numberPhase(started, seq);
+    this.plugin.runNow(started.cmd, this, seq);
     if (result !== undefined) return result;
     // still waiting (a stop at end of stream, until the plugin resumes): settle later
     return new Promise<PhaseResult>((resolve) => {
       if (result !== undefined) resolve(result);
-      else p.resolve = resolve;
+      else started.pending.resolve = resolve;
     });
   }
 
@@ -418,6 +420,32 @@ class PluginStream implements WasmStream {
     return this.phaseNowOr(d, true, this.trailersCommand(d, t));
   }
 
+  /**
+   * Registers a phase of `dir` as pending (its chunk held) and builds its command; undefined when
+   * the command cannot be built (the stream then failed, which settled the phase). numberPhase()
+   * gives the pending phase and its chunk the command's sequence number once it has one.
+   */
+  private begin(
+    dir: MainDir,
+    resolve: (r: PhaseResult) => void,
+    eos: boolean,
+    build: (create: StreamProperties | undefined) => Command,
+    chunk: Uint8Array | undefined,
+  ): StartedPhase | undefined {
+    const pending: Pending = { resolve, eos, acc: dir.takeCarry(), seq: Infinity };
+    dir.pending = pending;
+    const held = chunk === undefined ? undefined : { bytes: chunk, seq: Infinity };
+    if (held !== undefined) dir.held.push(held);
+    let cmd: Command;
+    try {
+      cmd = build(this.createProps());
+    } catch (e) {
+      this.fail(new MeshError(ErrorCodes.INTERNAL, `cannot pass the phase to plugin ${this.plugin.name}: ${String(e)}`, { cause: e }));
+      return undefined;
+    }
+    return { cmd, pending, held };
+  }
+
   private phase(
     d: DirectionValue,
     eos: boolean,
@@ -431,21 +459,9 @@ class PluginStream implements WasmStream {
       if (this.doneQueued) return this.settled(dir, { action: "reset" });
       if (!this.plugin.adopt(this) || this.failure !== undefined) return this.settled(dir, this.failedResult(d, chunk));
       return new Promise<PhaseResult>((resolve) => {
-        const p: Pending = { resolve, eos, acc: dir.takeCarry(), seq: Infinity };
-        dir.pending = p;
         // registered before queueing: a failure while queueing (FAIL_OPEN) must still release it
-        const held = chunk === undefined ? undefined : { bytes: chunk, seq: Infinity };
-        if (held !== undefined) dir.held.push(held);
-        let cmd: Command;
-        try {
-          cmd = build(this.createProps());
-        } catch (e) {
-          this.fail(new MeshError(ErrorCodes.INTERNAL, `cannot pass the phase to plugin ${this.plugin.name}: ${String(e)}`, { cause: e }));
-          return;
-        }
-        const seq = this.plugin.enqueue(cmd, this);
-        p.seq = seq;
-        if (held !== undefined) held.seq = seq;
+        const started = this.begin(dir, resolve, eos, build, chunk);
+        if (started !== undefined) numberPhase(started, this.plugin.enqueue(started.cmd, this));
       });
     };
     return dir.enter(run) as Promise<PhaseResult>;
