@@ -3,7 +3,7 @@
 // messages, trailing metadata, status) as Envoy's async gRPC client reports it. gRPC over HTTP/2:
 // https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
 import { GrpcEvent, type GrpcEventValue } from "./protocol.ts";
-import type { FlatPairs } from "./serialization.ts";
+import { type FlatPairs, pairValue } from "./serialization.ts";
 
 /** gRPC status codes the host produces itself. */
 export const GrpcStatus = { OK: 0, UNKNOWN: 2, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
@@ -44,11 +44,6 @@ const HTTP_TO_GRPC: Readonly<Record<number, number>> = {
   503: GrpcStatus.UNAVAILABLE,
   504: GrpcStatus.UNAVAILABLE,
 };
-
-function value(pairs: FlatPairs, name: string): string | undefined {
-  for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i] === name) return pairs[i + 1];
-  return undefined;
-}
 
 function withoutPseudo(pairs: FlatPairs): FlatPairs {
   const out: string[] = [];
@@ -109,8 +104,8 @@ export class GrpcStreamReader {
 
   headers(h: FlatPairs): void {
     if (this.closed) return;
-    this.httpStatus = Number(value(h, ":status"));
-    if (value(h, "grpc-status") !== undefined) {
+    this.httpStatus = Number(pairValue(h, ":status"));
+    if (pairValue(h, "grpc-status") !== undefined) {
       // trailers-only: the status is here, nothing else will come
       this.end(h);
       return;
@@ -137,8 +132,8 @@ export class GrpcStreamReader {
     if (this.pending.length > 0) return this.fail("truncated gRPC message");
     const t = trailers ?? [];
     this.emit({ event: GrpcEvent.TRAILING, pairs: withoutPseudo(t) });
-    const code = value(t, "grpc-status");
-    if (code !== undefined && /^\d{1,2}$/.test(code)) this.close(Number(code), percentDecoded(value(t, "grpc-message") ?? ""));
+    const code = pairValue(t, "grpc-status");
+    if (code !== undefined && /^\d{1,2}$/.test(code)) this.close(Number(code), percentDecoded(pairValue(t, "grpc-message") ?? ""));
     else if (this.httpStatus !== 200) this.close(HTTP_TO_GRPC[this.httpStatus] ?? GrpcStatus.UNKNOWN, `HTTP status ${this.httpStatus || "missing"}`);
     else this.close(GrpcStatus.UNKNOWN, "no grpc-status in the answer");
   }

@@ -11,6 +11,7 @@ import {
   encodePairs,
   encodeString,
   type FlatPairs,
+  pairValue,
   pairsByteSize,
 } from "./serialization.ts";
 
@@ -102,12 +103,6 @@ export function serializeValue(v: PropertyValue): Uint8Array {
   return encodePairs(flat);
 }
 
-function header(map: FlatPairs | undefined, name: string): string | undefined {
-  if (map === undefined) return undefined;
-  for (let i = 0; i < map.length; i += 2) if (map[i] === name) return map[i + 1];
-  return undefined;
-}
-
 function str(v: string | undefined): Uint8Array | undefined {
   return v === undefined ? undefined : encodeString(v);
 }
@@ -138,36 +133,36 @@ function streamAttribute(path: string, s: StreamView): Uint8Array | undefined {
   const rest = dot < 0 ? "" : path.slice(dot + 1);
   switch (head) {
     case "request": {
-      if (rest.startsWith("headers.")) return str(header(s.requestHeaders, rest.slice(8).toLowerCase()));
+      if (rest.startsWith("headers.")) return str(pairValue(s.requestHeaders, rest.slice(8).toLowerCase()));
       switch (rest) {
         case "path":
-          return str(header(s.requestHeaders, ":path"));
+          return str(pairValue(s.requestHeaders, ":path"));
         case "url_path": {
-          const p = header(s.requestHeaders, ":path");
+          const p = pairValue(s.requestHeaders, ":path");
           if (p === undefined) return undefined;
           const q = p.indexOf("?");
           return encodeString(q < 0 ? p : p.slice(0, q));
         }
         case "query": {
-          const p = header(s.requestHeaders, ":path");
+          const p = pairValue(s.requestHeaders, ":path");
           if (p === undefined) return undefined;
           const q = p.indexOf("?");
           return encodeString(q < 0 ? "" : p.slice(q + 1));
         }
         case "host":
-          return str(header(s.requestHeaders, ":authority"));
+          return str(pairValue(s.requestHeaders, ":authority"));
         case "scheme":
-          return str(header(s.requestHeaders, ":scheme"));
+          return str(pairValue(s.requestHeaders, ":scheme"));
         case "method":
-          return str(header(s.requestHeaders, ":method"));
+          return str(pairValue(s.requestHeaders, ":method"));
         case "referer":
-          return str(header(s.requestHeaders, "referer"));
+          return str(pairValue(s.requestHeaders, "referer"));
         case "useragent":
-          return str(header(s.requestHeaders, "user-agent"));
+          return str(pairValue(s.requestHeaders, "user-agent"));
         case "headers":
           return s.requestHeaders === undefined ? undefined : encodePairs(s.requestHeaders);
         case "id":
-          return str(s.props.requestId ?? header(s.requestHeaders, "x-request-id"));
+          return str(s.props.requestId ?? pairValue(s.requestHeaders, "x-request-id"));
         case "protocol":
           return str(s.props.protocol);
         case "time":
@@ -189,11 +184,11 @@ function streamAttribute(path: string, s: StreamView): Uint8Array | undefined {
       }
     }
     case "response": {
-      if (rest.startsWith("headers.")) return str(header(s.responseHeaders, rest.slice(8).toLowerCase()));
-      if (rest.startsWith("trailers.")) return str(header(s.responseTrailers, rest.slice(9).toLowerCase()));
+      if (rest.startsWith("headers.")) return str(pairValue(s.responseHeaders, rest.slice(8).toLowerCase()));
+      if (rest.startsWith("trailers.")) return str(pairValue(s.responseTrailers, rest.slice(9).toLowerCase()));
       switch (rest) {
         case "code": {
-          const st = header(s.responseHeaders, ":status");
+          const st = pairValue(s.responseHeaders, ":status");
           const n = st === undefined ? NaN : Number.parseInt(st, 10);
           return Number.isFinite(n) ? encodeInt64(n) : undefined;
         }

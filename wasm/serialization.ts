@@ -88,6 +88,13 @@ export function unflatten(flat: readonly string[]): [string, string][] {
   return out;
 }
 
+/** The first value of `name` in a flat map, or undefined. */
+export function pairValue(flat: readonly string[] | undefined, name: string): string | undefined {
+  if (flat === undefined) return undefined;
+  for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] === name) return flat[i + 1];
+  return undefined;
+}
+
 /** UTF-8 size of a header map in the serialized form (what proxy_get_header_map_size reports). */
 export function pairsByteSize(flat: readonly string[]): number {
   let size = 4 + (flat.length >> 1) * 8;

@@ -984,11 +984,18 @@ export class VmCore implements HostState {
     this.effects.grpcStreams.push(op);
   }
 
-  grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number } {
+  /** Why a gRPC call or stream cannot start (an upstream not allowed, a bad name, too many open), or undefined. */
+  private grpcRefusal(upstream: string, service: string, method: string, open: number): StatusCode | undefined {
     const allowed = this.cfg.httpCallUpstreams;
-    if (allowed !== undefined && !allowed.includes(upstream)) return { status: Status.PARSE_FAILURE };
-    if (!grpcName(service) || !grpcName(method)) return { status: Status.BAD_ARGUMENT };
-    if (this.pendingCalls.size >= MAX_PENDING_HTTP_CALLS) return { status: Status.INTERNAL_FAILURE };
+    if (allowed !== undefined && !allowed.includes(upstream)) return Status.PARSE_FAILURE;
+    if (!grpcName(service) || !grpcName(method)) return Status.BAD_ARGUMENT;
+    if (open >= MAX_PENDING_HTTP_CALLS) return Status.INTERNAL_FAILURE;
+    return undefined;
+  }
+
+  grpcCall(upstream: string, service: string, method: string, metadata: FlatPairs, message: Uint8Array, timeoutMs: number): { status: StatusCode; token?: number } {
+    const refused = this.grpcRefusal(upstream, service, method, this.pendingCalls.size);
+    if (refused !== undefined) return { status: refused };
     const { headers, body } = grpcRequest(upstream, service, method, metadata, message, timeoutMs);
     this.nextGrpcToken = this.nextGrpcToken >= 0x7ffffff0 ? 1 : this.nextGrpcToken + 4;
     const token = this.nextGrpcToken;
@@ -998,10 +1005,8 @@ export class VmCore implements HostState {
   }
 
   grpcStream(upstream: string, service: string, method: string, metadata: FlatPairs): { status: StatusCode; token?: number } {
-    const allowed = this.cfg.httpCallUpstreams;
-    if (allowed !== undefined && !allowed.includes(upstream)) return { status: Status.PARSE_FAILURE };
-    if (!grpcName(service) || !grpcName(method)) return { status: Status.BAD_ARGUMENT };
-    if (this.pendingCalls.size + this.grpcStreams.size >= MAX_PENDING_HTTP_CALLS) return { status: Status.INTERNAL_FAILURE };
+    const refused = this.grpcRefusal(upstream, service, method, this.pendingCalls.size + this.grpcStreams.size);
+    if (refused !== undefined) return { status: refused };
     const { headers } = grpcRequest(upstream, service, method, metadata, EMPTY, 0);
     this.nextGrpcStreamToken = this.nextGrpcStreamToken >= 0x7ffffff0 ? 2 : this.nextGrpcStreamToken + 4;
     const token = this.nextGrpcStreamToken;

@@ -21,7 +21,7 @@ import { serviceEndpoints, type Endpoint } from "./endpoints.ts";
 import { DEFAULT_H2_GUARD } from "./h2-guard.ts";
 import { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
 import { acceptWaypointTunnel, type TunnelContext } from "./tunnel.ts";
-import { HBONE_PORT, MeshDialer } from "./upstream.ts";
+import { HBONE_PORT, MeshDialer, type UpstreamHead } from "./upstream.ts";
 import { H1UpstreamPool } from "./upstream-h1.ts";
 import { H2UpstreamPool } from "./upstream-h2.ts";
 
@@ -259,9 +259,7 @@ export class Waypoint {
     const target = this.calloutTarget(upstream, kind === "grpc" ? this.h2Pool : this.h1Pool);
     if ("failure" in target) return target;
     const { svc, ep, pool } = target;
-    const get = (n: string) => headers.find(([k]) => k === n)?.[1];
-    const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
-    const call = pool.request(ep, { method: get(":method") ?? "GET", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, new BufferedBody(body.byteLength ? [body] : []));
+    const call = pool.request(ep, calloutHead(headers, svc), new BufferedBody(body.byteLength ? [body] : []));
     const timer = timeoutMs > 0 ? setTimeout(() => call.cancel(new MeshError(ErrorCodes.UPSTREAM_TIMEOUT, `${kind === "grpc" ? "grpc_call" : "http_call"} timed out`)), timeoutMs) : undefined;
     try {
       const r = await call.response;
@@ -319,10 +317,8 @@ export class Waypoint {
       return { write() {}, end() {}, cancel() {} };
     }
     const { svc, ep, pool } = target;
-    const get = (n: string) => headers.find(([k]) => k === n)?.[1];
-    const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
     const body = new StreamedBody(1024 * 1024);
-    const call = pool.request(ep, { method: "POST", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest }, body);
+    const call = pool.request(ep, calloutHead(headers, svc), body);
     call.response.then(
       (r) => {
         events.headers([[":status", String(r.status)], ...r.headers]);
@@ -458,4 +454,11 @@ export class Waypoint {
     await this.admin?.stop();
     this.admin = undefined;
   }
+}
+
+/** The upstream head of a plugin's callout: its pseudo-headers as the request line, the rest as headers. */
+function calloutHead(headers: readonly (readonly [string, string])[], svc: Service): UpstreamHead {
+  const get = (n: string) => headers.find(([k]) => k === n)?.[1];
+  const rest = headers.filter(([k]) => !k.startsWith(":")).map(([k, v]) => [k, v] as [string, string]);
+  return { method: get(":method") ?? "GET", path: get(":path") ?? "/", authority: get(":authority") ?? svc.hostname, scheme: "http", headers: rest };
 }
