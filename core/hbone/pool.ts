@@ -6,7 +6,7 @@ import type { TLSSocket } from "node:tls";
 import { MeshError, ErrorCodes, asMeshError, codeForHboneStatus } from "../errors/index.ts";
 import {
   connectHbone,
-  DuplexByteStream,
+  h2ByteStream,
   ignoreError,
   type ByteStream,
   type H2ClientSession,
@@ -303,7 +303,7 @@ class PendingConnect {
       return;
     }
     resolve?.({
-      stream: new DuplexByteStream(this.stream),
+      stream: h2ByteStream(this.stream),
       peer: this.conn.peer,
       tlsVersion: this.conn.socket.getProtocol() ?? "unknown",
       responseHeaders: headers,

@@ -7,7 +7,8 @@ import {
   listenHbone,
   tlsSocketOf,
   h2constants,
-  DuplexByteStream,
+  h2ByteStream,
+  resetH2Stream,
   ignoreError,
   type ByteStream,
   type H2Headers,
@@ -179,13 +180,13 @@ export class HboneListener {
   private onStream(stream: H2ServerStream, headers: H2Headers): void {
     const state = (stream.session as unknown as { meshState?: SessionState } | undefined)?.meshState;
     if (!state) {
-      stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+      resetH2Stream(stream, h2constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
     const t = this.opts.tuning;
     // Our own stream bound: Bun enforces SETTINGS_MAX_CONCURRENT_STREAMS, but never rely on it.
     if (state.openStreams >= t.serverMaxConcurrentStreams) {
-      stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+      resetH2Stream(stream, h2constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
     const pending = new PendingStream(this, state, stream, headers);
@@ -317,7 +318,7 @@ class PendingStream implements InboundTunnel {
   accept(responseHeaders?: Record<string, string>): ByteStream {
     if (this.answered) throw new MeshError(ErrorCodes.INTERNAL, "HBONE stream answered twice");
     this.answered = true;
-    const out = new DuplexByteStream(this.stream);
+    const out = h2ByteStream(this.stream);
     this.stream.respond({ ":status": 200, ...responseHeaders });
     return out;
   }
@@ -330,6 +331,6 @@ class PendingStream implements InboundTunnel {
 
   refuse(): void {
     this.answered = true;
-    this.stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
+    resetH2Stream(this.stream, h2constants.NGHTTP2_REFUSED_STREAM);
   }
 }

@@ -5,6 +5,7 @@ import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { MeshError, ErrorCodes } from "../errors/index.ts";
 import { listenError } from "./tcp.ts";
+import { DuplexByteStream, ignoreError, type ByteStream } from "./stream.ts";
 
 export type H2Session = http2.Http2Session;
 export type H2ServerSession = http2.ServerHttp2Session;
@@ -16,6 +17,26 @@ export type H2Headers = http2.IncomingHttpHeaders;
 export type H2Settings = http2.Settings;
 export type PeerCertificate = tls.DetailedPeerCertificate;
 export const h2constants = http2.constants;
+
+/**
+ * Resets an HTTP/2 stream: one RST_STREAM with `code`, nothing before it. Bun's `close(code)` ends
+ * the stream first (DATA with END_STREAM), so the peer reads a cut-off body as complete, and on a
+ * stream the peer has already ended it sends the END_STREAM and no RST_STREAM at all. destroy()
+ * with an error writes only the RST_STREAM, with the code set beforehand (checked on the wire in
+ * core/net/h2-reset.test.ts).
+ */
+export function resetH2Stream(stream: H2Stream, code: number): void {
+  if (stream.destroyed || stream.closed) return;
+  // destroy(err) emits the error; the caller asked for the reset, so nobody need hear of it
+  stream.on("error", ignoreError);
+  (stream as { rstCode?: number }).rstCode = code;
+  stream.destroy(new Error(`stream reset with code ${code}`));
+}
+
+/** A CONNECT stream as a ByteStream whose destroy() is a reset (CANCEL, or INTERNAL_ERROR for an error), never an END_STREAM. */
+export function h2ByteStream(stream: H2Stream): ByteStream {
+  return new DuplexByteStream(stream, (err) => resetH2Stream(stream, err ? http2.constants.NGHTTP2_INTERNAL_ERROR : http2.constants.NGHTTP2_CANCEL));
+}
 
 export interface TlsIdentity {
   /** PEM: leaf + intermediates */

@@ -10,6 +10,8 @@ export {
   connectHbone,
   tlsSocketOf,
   h2constants,
+  resetH2Stream,
+  h2ByteStream,
   type HboneServerHandle,
   type HboneServerOptions,
   type HboneConnectOptions,

@@ -52,7 +52,11 @@ export function ignoreError(): void {}
 export class DuplexByteStream implements ByteStream {
   private closed = false;
   events: Partial<ByteStreamEvents> = {};
-  constructor(private readonly duplex: Duplex) {
+  /** `abort` replaces duplex.destroy() where destroying is not a reset (an HTTP/2 stream's is an END_STREAM). */
+  constructor(
+    private readonly duplex: Duplex,
+    private readonly abort?: (err?: Error) => void,
+  ) {
     // Flowing mode starts when a `data` listener is attached; hold it until events are set.
     duplex.pause();
     (duplex as OwnedDuplex)[OWNER] = this;
@@ -88,7 +92,9 @@ export class DuplexByteStream implements ByteStream {
   }
 
   destroy(err?: Error): void {
-    if (!this.duplex.destroyed) this.duplex.destroy(err);
+    if (this.duplex.destroyed) return;
+    if (this.abort) this.abort(err);
+    else this.duplex.destroy(err);
   }
 
   pause(): void {

@@ -1,7 +1,7 @@
 // HTTP/2 with prior knowledge inside a tunnel: an h2c server session per tunnel, each stream a
 // request for the pipeline. The frame guard runs ahead of node:http2; stream count, header size
 // and idle time are bounded here.
-import { TunnelDuplex, createInnerH2Server, h2constants, ignoreError, type ByteStream, type H2Headers, type H2ServerSession, type H2ServerStream } from "../net/index.ts";
+import { TunnelDuplex, createInnerH2Server, h2constants, ignoreError, resetH2Stream, type ByteStream, type H2Headers, type H2ServerSession, type H2ServerStream } from "../net/index.ts";
 import type { Logger } from "../telemetry/index.ts";
 import type { HeaderPairs, L7Request, L7Responder } from "./exchange.ts";
 import { H2FrameGuard, type H2GuardLimits } from "./h2-guard.ts";
@@ -187,7 +187,7 @@ class H2Responder implements L7Responder {
 
   reset(): void {
     this.finished = true;
-    if (!this.stream.closed) this.stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    resetH2Stream(this.stream, h2constants.NGHTTP2_INTERNAL_ERROR);
   }
 
   onAbort(cb: () => void): void {

@@ -1,7 +1,7 @@
 // Bodies over node:http2 streams, in the shape the pipeline uses (exchange.ts): a stream's incoming
 // data as a BodySource, and a BodySource written onto a stream with backpressure and trailers.
 import type { Duplex } from "node:stream";
-import type { H2Headers } from "../net/index.ts";
+import { h2constants, type H2Headers } from "../net/index.ts";
 import type { BodySink, BodySource, HeaderPairs } from "./exchange.ts";
 
 /** Incoming header block → pairs, without pseudo-headers; repeated fields stay separate. */
@@ -37,7 +37,7 @@ export function h2HeaderBytes(h: H2Headers): number {
   return n;
 }
 
-type H2BodyStream = Duplex & { on(event: "trailers", l: (h: H2Headers) => void): unknown };
+type H2BodyStream = Duplex & { readonly aborted: boolean; readonly rstCode?: number; on(event: "trailers", l: (h: H2Headers) => void): unknown };
 
 /** An http2 stream's incoming body (request body on the server, response body on the client). */
 export class H2StreamBody implements BodySource {
@@ -57,8 +57,12 @@ export class H2StreamBody implements BodySource {
     // `data` chunks once the event returns (queued views lost whole frames: 1 MiB arrived short).
     s.on("data", (c: Buffer) => sink.data(Buffer.from(c)));
     s.once("end", () => {
+      if (done) return;
       done = true;
-      sink.end(this.trailers);
+      // A RST_STREAM ends the readable side too (Bun emits `aborted`, then `end`): a cut-off body
+      // must not travel on as a complete one.
+      if (s.aborted || (s.rstCode !== undefined && s.rstCode !== h2constants.NGHTTP2_NO_ERROR)) sink.error(new Error(`stream reset (code ${s.rstCode}) before its body ended`));
+      else sink.end(this.trailers);
     });
     s.once("error", (e: Error) => {
       if (!done) {

@@ -2,7 +2,7 @@
 // protocol, as Envoy's USE_DOWNSTREAM_PROTOCOL), multiplexed over one h2c session per upstream
 // tunnel; a session takes at most MAX_STREAMS_PER_SESSION requests at once, then another opens.
 import { ErrorCodes, MeshError, asMeshError } from "../errors/index.ts";
-import { TunnelDuplex, connectInnerH2, h2constants, ignoreError, type H2ClientSession, type H2ClientStream, type H2Headers } from "../net/index.ts";
+import { TunnelDuplex, connectInnerH2, h2constants, ignoreError, resetH2Stream, type H2ClientSession, type H2ClientStream, type H2Headers } from "../net/index.ts";
 import type { Endpoint } from "./endpoints.ts";
 import type { BodySource, HeaderPairs } from "./exchange.ts";
 import { H2StreamBody, h2FromPairs, h2HeaderBytes, pairsFromH2, writeBodyToH2 } from "./h2-streams.ts";
@@ -105,7 +105,7 @@ export class H2UpstreamPool {
       },
       cancel(err: MeshError) {
         cancelled = err;
-        stream?.close(h2constants.NGHTTP2_CANCEL);
+        if (stream) resetH2Stream(stream, h2constants.NGHTTP2_CANCEL);
       },
     };
   }

@@ -107,6 +107,17 @@ describe("waypoint protocols: HTTP/1.x, HTTP/2, TCP (multi-process)", () => {
         stream.end(download(Number(url.searchParams.get("size"))));
         return;
       }
+      if (url.pathname === "/cut") {
+        // half a response, then RST_STREAM INTERNAL_ERROR alone (how an app that fails mid-body
+        // looks on the wire; Bun's close(code) would send END_STREAM first)
+        stream.respond({ ":status": 200, "content-type": "application/octet-stream" });
+        stream.write(download(64 * 1024));
+        setTimeout(() => {
+          (stream as unknown as { rstCode: number }).rstCode = 2;
+          stream.destroy(new Error("the app fails mid-body"));
+        }, 50);
+        return;
+      }
       const reply = JSON.stringify({ path: seen.path, authority: seen.authority, method: seen.method, bodyBytes: seen.bodyBytes });
       stream.respond({ ":status": 200, "content-type": "application/json" });
       stream.end(reply);
@@ -255,6 +266,28 @@ describe("waypoint protocols: HTTP/1.x, HTTP/2, TCP (multi-process)", () => {
       session.close();
     }
   }, 30_000);
+
+  test("an HTTP/2 response the app resets mid-body reaches the client as a reset stream, never as a complete one", async () => {
+    const session = await socksH2(clientIp, vip.grpc);
+    try {
+      const stream = session.request({ ":path": "/cut", ":authority": host("grpc") });
+      let status = 0;
+      let bytes = 0;
+      let ended = false;
+      stream.on("response", (h) => (status = Number(h[":status"])));
+      stream.on("data", (c: Buffer) => (bytes += c.length));
+      stream.on("end", () => (ended = true));
+      stream.on("error", () => {});
+      await new Promise<void>((r) => stream.once("close", () => r()));
+      expect(status).toBe(200);
+      expect(bytes).toBeLessThanOrEqual(64 * 1024);
+      expect(ended).toBe(false);
+      expect(stream.rstCode).not.toBe(0);
+    } finally {
+      session.close();
+    }
+    await until(() => requestLines(waypoint).some((l) => l.path === "/cut"), 5000, "the access line of /cut");
+  });
 
   test("HTTP/2 trailers: response trailers (grpc-status) and request trailers are delivered", async () => {
     const session = await socksH2(clientIp, vip.grpc);
