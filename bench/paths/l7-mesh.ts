@@ -1,6 +1,7 @@
 // The mesh's L7 path in loopback mode: two ztunnels and a waypoint, from one istio/ztunnel local config.
 //
-//   load generator -> SOCKS5 <net>.1:15080 (ztunnel node-a), CONNECT <net>.100:80 (service `server`)
+//   load generator -> SOCKS5 <net>.1:15080 (ztunnel node-a), CONNECT <net>.100:80 (service `server`;
+//                     <net>.101:80 is service `bare`: the same app and waypoint, no plugins)
 //                  =HBONE=> <net>.10:15008 (waypoint `bench//waypoint`, HTTP/1.1 parsed, policy, routing)
 //                  =HBONE=> <net>.2:15008 (ztunnel node-b) -> app on <net>.2:<port>
 //
@@ -23,6 +24,8 @@ import { PathUnavailable, type AppEndpoint } from "./types.ts";
 const SERVICE_PORT = 80;
 const NS = "bench";
 export const L7_SERVICE_HOST = `server.${NS}.svc.cluster.local`;
+/** A second service of the same app and waypoint that no plugin targets (the plugin rows' same-process baseline). */
+export const L7_BARE_SERVICE_HOST = `bare.${NS}.svc.cluster.local`;
 
 /** One entry of the mesh config's `plugins` section, attached to the service `server`. */
 export interface L7Plugin {
@@ -87,8 +90,8 @@ export function resolveMeshCommand(o: Pick<L7MeshPathOptions, "repoRoot" | "mesh
 }
 
 /**
- * istio/ztunnel local config: client (node-a), server (node-b) behind service `server` whose
- * waypoint is `waypoint`, and the `plugins` section when there are plugins.
+ * istio/ztunnel local config: client (node-a), server (node-b) behind services `server` and `bare`
+ * whose waypoint is `waypoint`, and the `plugins` section (targeting `server`) when there are plugins.
  */
 export function l7MeshConfig(net: string, appPort: number, plugins: readonly L7Plugin[] = []): string {
   const key = (name: string) => `${NS}/${name}.${NS}.svc.cluster.local`;
@@ -114,11 +117,12 @@ export function l7MeshConfig(net: string, appPort: number, plugins: readonly L7P
   return stringify({
     workloads: [
       workload("client", `${net}.1`, "node-a"),
-      workload("server", `${net}.2`, "node-b", { [key("server")]: { [SERVICE_PORT]: appPort } }),
+      workload("server", `${net}.2`, "node-b", { [key("server")]: { [SERVICE_PORT]: appPort }, [key("bare")]: { [SERVICE_PORT]: appPort } }),
       workload("waypoint", `${net}.10`, "node-w", { [key("waypoint")]: { [HBONE_PORT]: HBONE_PORT } }),
     ],
     services: [
       service("server", `${net}.100`, { [SERVICE_PORT]: appPort }, waypointRef),
+      service("bare", `${net}.101`, { [SERVICE_PORT]: appPort }, waypointRef),
       service("waypoint", `${net}.102`, { [HBONE_PORT]: HBONE_PORT }),
     ],
     ...(plugins.length > 0
@@ -272,6 +276,7 @@ export function createL7MeshPath(opts: L7MeshPathOptions): L7MeshPath {
         authority: L7_SERVICE_HOST,
         procs,
         ...(opts.expectHeaders?.length ? { expectHeaders: [...opts.expectHeaders] } : {}),
+        ...(plugins.length > 0 ? { bare: { entry: { kind: "socks5" as const, proxyHost: clientIp, proxyPort: SOCKS5_PORT, host: `${opts.net}.101`, port: SERVICE_PORT }, authority: L7_BARE_SERVICE_HOST } } : {}),
         notes: [
           `mesh: ${mesh.note}${envNote}; logs to files`,
           ...(plugins.length > 0

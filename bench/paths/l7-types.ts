@@ -24,6 +24,11 @@ export interface L7Handle {
   expectHeaders?: string[];
   /** Versions, configuration choices the report should mention. */
   notes: string[];
+  /**
+   * The same waypoint's route to the same app through a service no plugin targets (plugin rows):
+   * measured side by side with `entry`, it shows what the plugins add within one process.
+   */
+  bare?: { entry: Entry; authority: string };
 }
 
 export interface L7Path {
