@@ -365,6 +365,7 @@ async function measureSideBySide(handle: L7Handle, o: L7Options, rate: number, l
     "ab.bareP50Us": without.p50Us as number,
     "ab.p99Us": withPlugins.p99Us as number,
     "ab.bareP99Us": without.p99Us as number,
+    "ab.p50DiffUs": (withPlugins.p50Us as number) - (without.p50Us as number),
   };
 }
 
@@ -498,7 +499,7 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
               const paced = await measure(handle, app, o, o.rate, log, problem(`at ${o.rate} req/s`));
               for (const [k, v] of Object.entries(paced)) m[`paced.${k}`] = v;
             }
-            if (o.rate > 0 && handle.bare && !interrupted) Object.assign(m, await measureSideBySide(handle, o, o.rate, log, problem("same waypoint, side by side")));
+            if (o.rate > 0 && handle.bare && PLUGIN_COLUMNS.some((c) => c.name === name) && wantPlugins.length > 0 && !interrupted) Object.assign(m, await measureSideBySide(handle, o, o.rate, log, problem("same waypoint, side by side")));
             if (o.pluginRate > 0 && wantPlugins.length > 0 && PLUGIN_COLUMNS.some((c) => c.name === name) && !interrupted) {
               const low = await measure(handle, app, o, o.pluginRate, log, problem(`at ${o.pluginRate} req/s`));
               for (const [k, v] of Object.entries(low)) m[`low.${k}`] = v;
@@ -706,6 +707,7 @@ function pluginRows(o: L7Options): PluginRow[] {
     return [
       { label: `${at}: latency p50 (µs), plugin service`, value: plain("ab.p50Us"), digits: 0 },
       { label: `${at}: latency p50 (µs), plugin-free service`, value: plain("ab.bareP50Us"), digits: 0 },
+      { label: `${at}: p50 difference between the two services (µs; no plugin: the method's own error)`, value: plain("ab.p50DiffUs"), digits: 1 },
       { label: `${at}: p50 added per plugin (µs)`, value: sameProcess("ab.p50Us", "ab.bareP50Us"), digits: 1, target },
       { label: `${at}: p99 added per plugin (µs)`, value: sameProcess("ab.p99Us", "ab.bareP99Us"), digits: 1 },
     ];
@@ -768,7 +770,7 @@ function renderPlugins(reports: Map<L7PathName, PathReport>, o: L7Options): { ma
       `The closed loop is CPU-bound (the 2 cores are shared by 3 mesh processes, the generator and the app), so its latency measures contention; ` +
       `${o.rate > 0 ? `the rows at ${fmt(o.rate, 0)} req/s are the fairer added-latency figure` : "run with --rate for a paced measurement"}` +
       `${o.pluginRate > 0 ? `, and the rows at ${fmt(o.pluginRate, 0)} req/s (measured after the others, on the same processes) show it where even the 5-plugin waypoint is far from saturating a core.` : "."}` +
-      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets; added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to.` : ""}`,
+      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets (in the no-plugin row both are plugin-free: its difference is the method's own error); added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to.` : ""}`,
     "",
     [head, `|---|${PLUGIN_COLUMNS.map(() => "---:").join("|")}|---|---|`, ...body].join("\n"),
     "",

@@ -276,7 +276,8 @@ export function createL7MeshPath(opts: L7MeshPathOptions): L7MeshPath {
         authority: L7_SERVICE_HOST,
         procs,
         ...(opts.expectHeaders?.length ? { expectHeaders: [...opts.expectHeaders] } : {}),
-        ...(plugins.length > 0 ? { bare: { entry: { kind: "socks5" as const, proxyHost: clientIp, proxyPort: SOCKS5_PORT, host: `${opts.net}.101`, port: SERVICE_PORT }, authority: L7_BARE_SERVICE_HOST } } : {}),
+        // with no plugins too: the no-plugin row's side-by-side difference is the method's own error
+        bare: { entry: { kind: "socks5" as const, proxyHost: clientIp, proxyPort: SOCKS5_PORT, host: `${opts.net}.101`, port: SERVICE_PORT }, authority: L7_BARE_SERVICE_HOST },
         notes: [
           `mesh: ${mesh.note}${envNote}; logs to files`,
           ...(plugins.length > 0

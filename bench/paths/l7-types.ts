@@ -25,7 +25,7 @@ export interface L7Handle {
   /** Versions, configuration choices the report should mention. */
   notes: string[];
   /**
-   * The same waypoint's route to the same app through a service no plugin targets (plugin rows):
+   * The same waypoint's route to the same app through a service no plugin targets (mesh rows):
    * measured side by side with `entry`, it shows what the plugins add within one process.
    */
   bare?: { entry: Entry; authority: string };
