@@ -199,7 +199,8 @@ export interface WasmStream {
    */
   phaseNow(dir: 0 | 1, part: 0 | 1 | 2, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
   /**
-   * The stream is over: queues proxy_on_done/on_log/on_delete (batched, sent within 5 ms) and
+   * The stream is over: queues proxy_on_done/on_log/on_delete (batched: after this event-loop turn
+   * for a VM on the waypoint's thread, within 5 ms for one in a worker) and
    * settles phases still waiting with `reset`. Need not be awaited; the promise resolves once
    * those callbacks ran, or once they never will (the stream never reached the VM, the VM failed,
    * the plugin stopped). It never rejects; later calls return the same promise.
@@ -721,6 +722,7 @@ export class WasmPlugin {
   private readonly queue: Queued[] = [];
   private doneQueue: Queued[] = [];
   private doneTimer: ReturnType<typeof setTimeout> | undefined;
+  private doneSoon = false;
   /** Open gRPC stream callouts by the VM's stream id. */
   private readonly grpcCallouts = new Map<number, CalloutStream>();
   /** stop() began: no new streams, no restarts; the root context may still be finishing. */
@@ -989,7 +991,18 @@ export class WasmPlugin {
     }
     this.doneQueue.push({ cmd: { op: Op.DONE, stream: s.id, completion }, stream: s, seq: ++this.seq });
     if (this.doneQueue.length >= DONE_FLUSH_COUNT) this.flushDone();
-    else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
+    // A VM on this thread finishes the streams after this event-loop turn, while the thread is
+    // awake anyway: a 5 ms timer woke it once more per batch (measured: ~17 µs of waypoint CPU per
+    // request at 1 000 req/s). A worker batches over the timer: each flush is a thread round trip.
+    else if (this.vm.runNow !== undefined) {
+      if (!this.doneSoon) {
+        this.doneSoon = true;
+        setImmediate(() => {
+          this.doneSoon = false;
+          this.flushDone();
+        });
+      }
+    } else this.doneTimer ??= setTimeout(() => this.flushDone(), DONE_FLUSH_MS);
   }
 
   private flushDone(): void {
