@@ -153,8 +153,9 @@ describe("hostile input", () => {
       ),
       { numRuns: RUNS * 3 },
     );
-    // the generator must keep reaching past the request line, or this test proves little
-    expect(heads).toBeGreaterThan(RUNS / 2);
+    // the generator must keep reaching past the request line, or this test proves little (heads
+    // over 900 runs: 149-202 in 13 samples; RUNS / 2 = 150 failed once in CI-like runs)
+    expect(heads).toBeGreaterThan(RUNS / 3);
     expect(completes).toBeGreaterThan(RUNS / 4);
     expect(reasons.size).toBeGreaterThan(10);
   });
