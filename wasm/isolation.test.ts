@@ -193,7 +193,9 @@ describe("auto isolation (the default): the calling thread while the plugin beha
         order.push("looping");
         return x;
       });
-    expect(performance.now() - t1).toBeLessThan(30);
+    // inline, the loop would hold the thread for its whole 60 ms budget (≥ 55 ms above); the margin
+    // below it is for a collection or a preemption on a busy machine, not for the plugin
+    expect(performance.now() - t1).toBeLessThan(55);
     await Bun.sleep(5);
     order.push("timer");
     expect(isMeshError((await stuck).failure, ErrorCodes.WASM_TIMEOUT)).toBe(true);
