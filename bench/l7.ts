@@ -231,10 +231,6 @@ function sample(pids: number[], jitPids: number[] = []): Sample {
   };
 }
 
-/**
- * One window of the load generator on a started path. Failed connections and non-2xx responses
- * are counted in the figures and described to `problem`.
- */
 /** A load generator run against `target` (its result line); `onEvent` sees measure-start / measure-end. */
 async function runLoad(
   target: { entry: L7Handle["entry"]; authority: string; expectHeaders?: readonly string[] },
@@ -270,6 +266,10 @@ async function runLoad(
   return result;
 }
 
+/**
+ * One window of the load generator on a started path. Failed connections and non-2xx responses
+ * are counted in the figures and described to `problem`.
+ */
 async function measure(handle: L7Handle, app: { child: Subprocess }, o: L7Options, rate: number, log: (l: string) => void, problem: (what: string) => void): Promise<Metrics> {
   const jitPids = handle.procs.filter((p) => p.role !== "nginx").map((p) => p.pid);
   let s0: Sample | undefined;
@@ -499,8 +499,9 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
               const paced = await measure(handle, app, o, o.rate, log, problem(`at ${o.rate} req/s`));
               for (const [k, v] of Object.entries(paced)) m[`paced.${k}`] = v;
             }
-            if (o.rate > 0 && handle.bare && PLUGIN_COLUMNS.some((c) => c.name === name) && wantPlugins.length > 0 && !interrupted) Object.assign(m, await measureSideBySide(handle, o, o.rate, log, problem("same waypoint, side by side")));
-            if (o.pluginRate > 0 && wantPlugins.length > 0 && PLUGIN_COLUMNS.some((c) => c.name === name) && !interrupted) {
+            const pluginTable = wantPlugins.length > 0 && PLUGIN_COLUMNS.some((c) => c.name === name);
+            if (o.rate > 0 && handle.bare && pluginTable && !interrupted) Object.assign(m, await measureSideBySide(handle, o, o.rate, log, problem("same waypoint, side by side")));
+            if (o.pluginRate > 0 && pluginTable && !interrupted) {
               const low = await measure(handle, app, o, o.pluginRate, log, problem(`at ${o.pluginRate} req/s`));
               for (const [k, v] of Object.entries(low)) m[`low.${k}`] = v;
             }
