@@ -85,6 +85,13 @@ describe("waypoint protocols: HTTP/1.x, HTTP/2, TCP (multi-process)", () => {
         res.end();
         return true;
       }
+      if (url.pathname === "/cut") {
+        // a declared 64 KiB body, 16 KiB of it, then the connection dies
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(64 * 1024) });
+        res.write(download(16 * 1024));
+        setTimeout(() => res.socket?.destroy(), 50);
+        return true;
+      }
       if (url.pathname === "/chunked-response") {
         res.writeHead(200, { "content-type": "text/plain" }); // no length: chunked on the wire
         res.write("part1-");
@@ -267,6 +274,28 @@ describe("waypoint protocols: HTTP/1.x, HTTP/2, TCP (multi-process)", () => {
     }
   }, 30_000);
 
+  test("an HTTP/1.1 response the app cuts off mid-body reaches the client cut off, never as a complete one", async () => {
+    const sock = await socksConnect({ host: clientIp }, vip.web, 80);
+    const got = readUntilClosed(sock, 15_000);
+    sock.write(`GET /cut HTTP/1.1\r\nHost: ${host("web")}\r\n\r\n`);
+    const { data } = await got;
+    sock.destroy();
+    const headEnd = data.indexOf("\r\n\r\n");
+    expect(headEnd).toBeGreaterThan(0);
+    const head = data.subarray(0, headEnd).toString("latin1").toLowerCase();
+    const body = data.subarray(headEnd + 4);
+    expect(head.startsWith("http/1.1 200")).toBe(true);
+    const length = /\r\ncontent-length: *(\d+)/.exec(head);
+    if (length) expect(body.length).toBeLessThan(Number(length[1]));
+    else {
+      // chunked: the terminating chunk must not come
+      expect(head).toContain("transfer-encoding: chunked");
+      expect(body.toString("latin1").endsWith("0\r\n\r\n")).toBe(false);
+    }
+    await until(() => requestLines(waypoint).some((l) => l.path === "/cut" && l.protocol === "HTTP/1.1"), 5000, "the access line of /cut");
+    expect(String(requestLines(waypoint).find((l) => l.path === "/cut" && l.protocol === "HTTP/1.1")?.response_flags)).toContain("UPE");
+  });
+
   test("an HTTP/2 response the app resets mid-body reaches the client as a reset stream, never as a complete one", async () => {
     const session = await socksH2(clientIp, vip.grpc);
     try {
@@ -286,7 +315,8 @@ describe("waypoint protocols: HTTP/1.x, HTTP/2, TCP (multi-process)", () => {
     } finally {
       session.close();
     }
-    await until(() => requestLines(waypoint).some((l) => l.path === "/cut"), 5000, "the access line of /cut");
+    await until(() => requestLines(waypoint).some((l) => l.path === "/cut" && l.protocol === "HTTP/2"), 5000, "the access line of /cut");
+    expect(String(requestLines(waypoint).find((l) => l.path === "/cut" && l.protocol === "HTTP/2")?.response_flags)).toContain("UPE");
   });
 
   test("HTTP/2 trailers: response trailers (grpc-status) and request trailers are delivered", async () => {
