@@ -1,7 +1,7 @@
 // Bodies over node:http2 streams, in the shape the pipeline uses (exchange.ts): a stream's incoming
 // data as a BodySource, and a BodySource written onto a stream with backpressure and trailers.
 import type { Duplex } from "node:stream";
-import { h2constants, type H2Headers } from "../net/index.ts";
+import { h2constants, resetH2Stream, type H2ClientStream, type H2Headers } from "../net/index.ts";
 import type { BodySink, BodySource, HeaderPairs } from "./exchange.ts";
 
 /** Incoming header block → pairs, without pseudo-headers; repeated fields stay separate. */
@@ -86,12 +86,6 @@ export class H2StreamBody implements BodySource {
   }
 }
 
-type TrailerStream = Duplex & {
-  once(event: "wantTrailers", l: () => void): unknown;
-  sendTrailers(h: Record<string, string | string[]>): void;
-};
-
-
 type TrailerTarget = Duplex & { sendTrailers(h: Record<string, string | string[]>): void };
 
 /** Sends the trailer block; an empty one ends the stream cleanly (END_STREAM on an empty HEADERS). */
@@ -108,7 +102,7 @@ export function sendTrailers(stream: TrailerTarget, trailers: HeaderPairs | unde
  * trailer block, which node:http2 turns into a clean END_STREAM). `onError` fires if the body
  * source fails, after which the stream is reset.
  */
-export function writeBodyToH2(body: BodySource, stream: TrailerStream, onError: (e: Error) => void): void {
+export function writeBodyToH2(body: BodySource, stream: H2ClientStream, onError: (e: Error) => void): void {
   let trailers: HeaderPairs | undefined;
   stream.once("wantTrailers", () => sendTrailers(stream, trailers));
   stream.on("drain", () => body.resume());
@@ -122,7 +116,7 @@ export function writeBodyToH2(body: BodySource, stream: TrailerStream, onError: 
     },
     error(e) {
       onError(e);
-      stream.destroy(e);
+      resetH2Stream(stream, h2constants.NGHTTP2_INTERNAL_ERROR);
     },
   });
 }
