@@ -477,7 +477,7 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
         try {
           let handle: L7Handle;
           try {
-            handle = await path.start(endpoint);
+            handle = await startPath(path, endpoint, log);
           } catch (e) {
             report.status = e instanceof PathUnavailable ? "skipped" : "failed";
             report.reason = (e as Error).message;
@@ -876,6 +876,22 @@ export function writeL7Results(outDir: string, r: L7Result): void {
   }
   doc.l7 = r.json;
   writeFileSync(jsonPath, `${reportJson(doc)}\n`);
+}
+
+/**
+ * Starts a path, again (up to twice more) when a port it was given was taken meanwhile: ports
+ * are picked free on 127.0.0.1 (bench/proc.ts freePort) and a proxy's wildcard listener can
+ * still collide with a port another path's process holds on its own loopback address.
+ */
+async function startPath(path: L7Path, endpoint: { host: string; port: number }, log: (m: string) => void): Promise<L7Handle> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await path.start(endpoint);
+    } catch (e) {
+      if (attempt >= 3 || e instanceof PathUnavailable || !/ADDRESS_IN_USE|already in use/.test((e as Error).message)) throw e;
+      log(`a port was taken meanwhile (${(e as Error).message.split("\n").find((l) => /in use/.test(l))?.trim()}); starting again`);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 // What the waypoint's plugin chain adds per request, without sockets: the add-header example
 // through PluginChain (request headers, response headers, a 1 KiB response body, done), for 0, 1
-// and 5 plugins and each isolation mode. Not a test; read medians on a quiet machine.
+// and 5 plugins and each isolation mode, and `1-novm` (a FAIL_OPEN plugin whose module is missing:
+// the chain and the flow without a VM). Not a test; read medians on a quiet machine.
 //
 //   ./node_modules/.bin/bun plugins/bench/chain-cost.ts [--requests 4000] [--rounds 3] [--gap-us 0]
-//     [--only 1-inline,5-worker] [--ballast MB] [--threads] [--busy-gap]
+//     [--only 1-inline,5-worker] [--ballast MB] [--threads] [--busy-gap] [--evict MB]
 // --threads prints CPU per request by thread (event loop, GC helpers, JIT), from /proc.
 // --busy-gap spins through the gap instead of sleeping: the thread stays on its core, so the
 // difference to a sleeping gap is what a cold core (caches, predictors) costs a request.
+// --evict MB writes that much memory before each request, as a waypoint's other work does between
+// two requests at a low rate: the request then runs with cold caches (L2 is 1 MiB per core here).
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,8 +34,9 @@ const wasm = built.find((b) => b.example.name === "add-header")!.outFile;
 function configFor(n: number, isolation: string): string {
   const path = join(dir, `mesh-${n}-${isolation}.yaml`);
   const entries = Array.from({ length: n }, (_, k) =>
-    [`  - name: p${k + 1}`, `    namespace: default`, `    url: ${wasm}`, `    pluginName: add-header`,
-      `    pluginConfig: {header: x-p${k + 1}, value: "1"}`, ...(isolation === "default" ? [] : [`    limits: {isolation: ${isolation}}`])].join("\n"));
+    [`  - name: p${k + 1}`, `    namespace: default`, `    pluginName: add-header`, `    pluginConfig: {header: x-p${k + 1}, value: "1"}`,
+      ...(isolation === "novm" ? ["    url: /nonexistent/add-header.wasm", "    failStrategy: FAIL_OPEN"] : [`    url: ${wasm}`]),
+      ...(isolation === "default" || isolation === "novm" ? [] : [`    limits: {isolation: ${isolation}}`])].join("\n"));
   writeFileSync(path, `plugins:\n${entries.join("\n")}\n`);
   return path;
 }
@@ -98,6 +102,9 @@ const sleepUs = (us: number) => {
   return new Promise<void>((r) => (us <= 0 ? setImmediate(r) : setTimeout(r, us / 1000)));
 };
 
+const evictMb = arg("evict", 0);
+const evict = evictMb > 0 ? new Uint8Array(evictMb * 1024 * 1024) : undefined;
+
 async function measure(n: number, isolation: string): Promise<{ p50: number; p90: number; cpu: number }> {
   const chain = new PluginChain();
   await chain.start({ configPath: configFor(n, isolation), documentFiles: [], httpCall: (async () => ({ failure: "none" })) as never, gateways: () => [], namespace: "default", nodeId: "bench", log, logLevel: "error" });
@@ -107,6 +114,7 @@ async function measure(n: number, isolation: string): Promise<{ p50: number; p90
   const th0 = threadTimes();
   for (let i = 0; i < REQUESTS; i++) {
     if (GAP_US > 0) await sleepUs(GAP_US);
+    if (evict !== undefined) evict.fill(i & 255);
     const a = Bun.nanoseconds();
     await oneRequest(chain);
     t.push((Bun.nanoseconds() - a) / 1000);
@@ -124,7 +132,7 @@ async function measure(n: number, isolation: string): Promise<{ p50: number; p90
 
 const onlyAt = args.indexOf("--only");
 const only = onlyAt >= 0 ? args[onlyAt + 1]!.split(",") : undefined;
-const configs = ([[0, "default"], [1, "inline"], [5, "inline"], [1, "worker"], [5, "worker"], [1, "default"], [5, "default"]] as [number, string][]).filter(
+const configs = ([[0, "default"], [1, "inline"], [5, "inline"], [1, "worker"], [5, "worker"], [1, "default"], [5, "default"], [1, "novm"]] as [number, string][]).filter(
   ([n, iso]) => only === undefined || only.includes(`${n}-${iso}`),
 );
 const results = new Map<string, number[][]>();
