@@ -8,6 +8,7 @@ import { WatchedFile, loadConfigFile, type ConfigLog } from "../core/config/inde
 import { ErrorCodes, MeshError, asMeshError } from "../core/errors/index.ts";
 import type { Logger } from "../core/telemetry/index.ts";
 import type { BodySource, HeaderPairs, HookRequest, LocalReply, PluginOutcome, RequestCompletion, RequestOrigin, RequestPlugins, WaypointPlugins, WaypointPluginsContext } from "../core/waypoint/index.ts";
+import { headerValue } from "../core/waypoint/index.ts";
 import { PluginMetricStore, WasmPlugin, renderPrometheus, type PhaseResult, type StreamCompletion, type WasmStream } from "../wasm/index.ts";
 import { orderPlugins, parsePluginSection, parseWasmPluginDocuments, readModule, type PluginPhase, type PluginSpec } from "./config.ts";
 import { RequestFlow, ResponseFlow } from "./flow.ts";
@@ -298,7 +299,8 @@ export class PluginChain implements WaypointPlugins {
 
 /** The plugins of one request: a stream per plugin VM, in chain order. */
 class PluginRun implements RequestPlugins {
-  private readonly streams: (WasmStream | undefined)[];
+  /** By plugin index, made on the first event that reaches the plugin. */
+  private readonly streams: (WasmStream | undefined)[] = [];
   private finished = false;
 
   constructor(
@@ -306,7 +308,6 @@ class PluginRun implements RequestPlugins {
     private readonly origin: RequestOrigin,
   ) {
     for (const p of plugins) p.inflight++;
-    this.streams = plugins.map(() => undefined);
   }
 
   private streamOf(i: number, req: HookRequest): WasmStream | undefined {
@@ -315,7 +316,7 @@ class PluginRun implements RequestPlugins {
     let s = this.streams[i];
     if (!s) {
       s = p.vm.stream({
-        requestId: req.headers.find(([k]) => k === "x-request-id")?.[1],
+        requestId: headerValue(req.headers, "x-request-id"),
         protocol: req.protocol,
         startTimeMs: Date.now(),
         source: { address: this.origin.sourceIp, port: this.origin.sourcePort, principal: this.origin.principal },
@@ -334,7 +335,7 @@ class PluginRun implements RequestPlugins {
     return { action: "local", response: { status: 503, body: new TextEncoder().encode("plugin unavailable"), headers: [], grpcStatus: 14, details: "wasm_fail_stream" } };
   }
 
-  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome> {
+  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): PluginOutcome | Promise<PluginOutcome> {
     const phaseOf = (i: number): PluginPhase => this.plugins[i]!.spec.phase;
     const flow = new RequestFlow(
       this.plugins.length,
@@ -345,7 +346,7 @@ class PluginRun implements RequestPlugins {
     return flow.run(req, body, authorize);
   }
 
-  response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome> {
+  response(status: number, headers: HeaderPairs, body: BodySource): PluginOutcome | Promise<PluginOutcome> {
     const flow = new ResponseFlow(
       this.plugins.length,
       (i) => this.streams[i],

@@ -109,4 +109,72 @@ describe("a message through the plugin chain", () => {
   });
 });
 
-void ({} as HeaderPairs);
+/** A plugin stream with phaseNow (as a VM's): continues everything at once and records each call. */
+function phaseStream(name: string, calls: string[]): WasmStream {
+  const parts = ["headers", "body", "trailers", "headers+body"];
+  return {
+    ...recordingStream(calls),
+    phaseNow: (_dir: 0 | 1, part: 0 | 1 | 2 | 3, h: HeaderPairs | undefined, c: Uint8Array | undefined, eos: boolean): PhaseResult => {
+      calls.push(`${name} ${parts[part]}${c ? ` ${new TextDecoder().decode(c)}` : ""} eos=${eos}`);
+      if (part === 0) return { action: "continue", headers: h! };
+      if (part === 1) return { action: "continue", body: c! };
+      if (part === 2) return { action: "continue", trailers: h! };
+      return { action: "continue", headers: h!, body: c! };
+    },
+  } as WasmStream;
+}
+
+describe("headers with the body's first chunk", () => {
+  test("a small message reaches each plugin as one call (headers and body) and leaves in one piece", async () => {
+    const calls: string[] = [];
+    const streams = [phaseStream("p0", calls), phaseStream("p1", calls)];
+    const flow = new ResponseFlow(2, (i) => streams[i], () => undefined);
+    const out = await flow.run(200, [["content-type", "text/plain"]], pulledBody(["hello"]));
+    if (out.kind !== "forward") throw new Error("not forwarded");
+    expect(calls).toEqual(["p1 headers+body hello eos=true", "p0 headers+body hello eos=true"]);
+    expect(await collect(out.body)).toBe("hello");
+  });
+
+  test("a plugin stream without phaseNow gets two calls; so do the plugins after it", async () => {
+    const calls: string[] = [];
+    const streams = [recordingStream(calls), phaseStream("p1", calls)];
+    const flow = new RequestFlow(2, () => "UNSPECIFIED_PHASE", (i) => streams[i], () => ({ action: "continue" }));
+    const out = await flow.run(req(), pulledBody(["abc"]), () => undefined);
+    if (out.kind !== "forward") throw new Error("not forwarded");
+    expect(calls).toEqual(["reqH eos=false", "p1 headers eos=false", "reqB abc eos=true", "p1 body abc eos=true"]);
+    expect(await collect(out.body)).toBe("abc");
+  });
+
+  test("a body that has not begun by the next event-loop turn: the head goes through alone and out at once", async () => {
+    const calls: string[] = [];
+    let startBody: (() => void) | undefined;
+    const late: BodySource = {
+      empty: false,
+      pause() {},
+      resume() {},
+      start(sink: BodySink) {
+        startBody = () => {
+          sink.data(new TextEncoder().encode("late"));
+          sink.end();
+        };
+      },
+    };
+    const flow = new ResponseFlow(1, () => phaseStream("p0", calls), () => undefined);
+    const out = await flow.run(200, [], late);
+    expect(out.kind).toBe("forward");
+    expect(calls).toEqual(["p0 headers eos=false"]);
+    startBody!();
+    if (out.kind === "forward") expect(await collect(out.body)).toBe("late");
+    expect(calls).toEqual(["p0 headers eos=false", "p0 body late eos=true"]);
+  });
+
+  test("a body that fails before its first chunk: the head still goes through, then the body fails", async () => {
+    const failing: BodySource = { empty: false, pause() {}, resume() {}, start: (sink: BodySink) => queueMicrotask(() => sink.error(new Error("upstream reset"))) };
+    const calls: string[] = [];
+    const flow = new ResponseFlow(1, () => phaseStream("p0", calls), () => undefined);
+    const out = await flow.run(200, [], failing);
+    if (out.kind !== "forward") throw new Error("not forwarded");
+    expect(await collect(out.body).then(() => "ended", (e: Error) => e.message)).toBe("upstream reset");
+    expect(calls).toEqual(["p0 headers eos=false"]);
+  });
+});

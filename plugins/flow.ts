@@ -9,7 +9,12 @@ import type { PhaseResult, WasmStream } from "../wasm/index.ts";
 import type { PluginPhase } from "./config.ts";
 
 type Pairs = readonly (readonly [string, string])[];
-type Ev = { readonly t: "h" } | { readonly t: "d"; readonly c: Uint8Array; readonly end: boolean } | { readonly t: "tr"; readonly tr: HeaderPairs };
+// "hd": the headers with the body's first chunk, for a plugin to see in one VM call (see runFlow)
+type Ev =
+  | { readonly t: "h" }
+  | { readonly t: "d"; readonly c: Uint8Array; readonly end: boolean }
+  | { readonly t: "hd"; readonly c: Uint8Array; readonly end: boolean }
+  | { readonly t: "tr"; readonly tr: HeaderPairs };
 
 function mutable(p: Pairs): HeaderPairs {
   return p.map(([k, v]) => [k, v] as [string, string]);
@@ -27,10 +32,12 @@ const QUEUE_HIGH_WATER = 256 * 1024;
 function phaseOf(s: WasmStream, dir: 0 | 1, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult {
   if (typeof s.phaseNow === "function") {
     if (ev.t === "h") return s.phaseNow(dir, 0, headers, undefined, eos);
+    if (ev.t === "hd") return s.phaseNow(dir, 3, headers, ev.c, ev.end);
     if (ev.t === "d") return s.phaseNow(dir, 1, undefined, ev.c, ev.end);
     return s.phaseNow(dir, 2, ev.tr, undefined, true);
   }
   if (ev.t === "h") return dir === 0 ? s.requestHeaders(headers!, eos) : s.responseHeaders(headers!, eos);
+  if (ev.t === "hd") throw new Error("headers with body for a stream without phaseNow"); // Flow.pass splits those
   if (ev.t === "d") return dir === 0 ? s.requestBody(ev.c, ev.end) : s.responseBody(ev.c, ev.end);
   return dir === 0 ? s.requestTrailers(ev.tr) : s.responseTrailers(ev.tr);
 }
@@ -108,13 +115,22 @@ abstract class Flow {
   protected headersHeld: boolean[];
   protected terminal: Terminal | undefined;
   private released: ReleasedBody | undefined;
+  /** The head's outcome is not given yet. */
+  private headOpen = true;
+  /** The head's outcome when it was settled before runFlow returned (no promise needed). */
+  private headEarly: PluginOutcome | undefined;
   private resolveHead: ((o: PluginOutcome) => void) | undefined;
-  private chainTail: Promise<void> = Promise.resolve();
-  /** Events passed asynchronously and not finished (chainTail settles after the last). */
+  /** Settles after the last event passed asynchronously; set while `busy` > 0. */
+  private chainTail: Promise<void> | undefined;
+  /** Events passed asynchronously and not finished. */
   private busy = 0;
   private sourcePaused = false;
-  /** The head went through every stage and waits for the body's first event. */
+  /** The head went through every stage without the body, and waits for the body's first event. */
   private headReady = false;
+  /** runFlow has not returned yet. */
+  private starting = false;
+  /** The head went through the stages without the body, after waiting a turn for it. */
+  private headAlone = false;
   private bodyPassed = false;
 
   constructor(
@@ -125,8 +141,17 @@ abstract class Flow {
   }
 
   protected abstract headersFor(i: number): HeaderPairs | undefined;
-  protected abstract applyReleasedHeaders(h: Pairs): void;
+  /** Applies headers a plugin released from index `from` on: the pairs before it are unchanged. */
+  protected abstract applyReleasedHeaders(h: Pairs, from: number): void;
+  /** How many pseudo-headers lead the lists headersFor() makes. */
+  protected abstract readonly pseudoCount: number;
+  /** The last list headersFor() made, and how many message headers it was made from. */
+  private given: HeaderPairs | undefined;
+  private givenFrom = -1;
+  protected abstract messageHeaderCount(): number;
   protected abstract call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult | undefined;
+  /** Plugin `i` can take the headers and the first body chunk in one call ("hd"). */
+  protected abstract takesHeadWithBody(i: number): boolean;
   protected abstract authorize(): LocalReply | undefined;
   protected abstract forwardOutcome(body: ReleasedBody): PluginOutcome;
 
@@ -140,7 +165,7 @@ abstract class Flow {
       if (from >= this.stages.length) return this.deliver(ev);
       const stage = this.stages[from]!;
       if (stage.kind === "authz") {
-        if (ev.t === "h") {
+        if (ev.t === "h" || ev.t === "hd") {
           const reply = this.authorize();
           if (reply) return this.end({ kind: "local", reply });
         }
@@ -148,7 +173,14 @@ abstract class Flow {
         continue;
       }
       const i = stage.i;
-      const r = this.call(i, ev, ev.t === "h" ? this.headersFor(i) : undefined, eos);
+      if (ev.t === "hd" && !this.takesHeadWithBody(i)) return this.passAll(from, [HEAD, { t: "d", c: ev.c, end: ev.end }], 0, eos);
+      let headers: HeaderPairs | undefined;
+      if (ev.t === "h" || ev.t === "hd") {
+        headers = this.headersFor(i);
+        this.given = headers;
+        this.givenFrom = this.messageHeaderCount();
+      }
+      const r = this.call(i, ev, headers, eos);
       if (r === undefined) {
         from++; // the plugin never saw this message
         continue;
@@ -165,17 +197,35 @@ abstract class Flow {
     if (r.action === "reset") return this.end({ kind: "reset" });
     const out: Ev[] = [];
     if (r.headers !== undefined) {
-      this.applyReleasedHeaders(r.headers);
+      this.applyReleasedHeaders(r.headers, this.unchangedPrefix(r.headers));
       this.headersHeld[i] = false;
       out.push(HEAD);
-    } else if (ev.t === "h") this.headersHeld[i] = true;
-    const last = ev.t === "tr" || (ev.t === "d" && ev.end);
-    if (r.body !== undefined || (last && ev.t === "d" && r.action === "continue")) {
-      out.push({ t: "d", c: r.body ?? EMPTY, end: last && r.trailers === undefined && ev.t === "d" && r.action === "continue" });
+    } else if (ev.t === "h" || ev.t === "hd") this.headersHeld[i] = true;
+    const data = ev.t === "d" || ev.t === "hd";
+    const last = ev.t === "tr" || (data && ev.end);
+    if (r.body !== undefined || (last && data && r.action === "continue")) {
+      const d: Ev = { t: "d", c: r.body ?? EMPTY, end: last && r.trailers === undefined && data && r.action === "continue" };
+      // headers and body released together go on together
+      if (out.length === 1 && ev.t === "hd") out[0] = { t: "hd", c: d.c, end: d.end };
+      else out.push(d);
     }
     if (r.trailers !== undefined) out.push({ t: "tr", tr: mutable(r.trailers) }, { t: "d", c: EMPTY, end: true });
     else if (ev.t === "tr" && r.action === "continue") out.push({ t: "d", c: EMPTY, end: true });
     return this.passAll(from + 1, out, 0, eos);
+  }
+
+  /**
+   * How many leading pairs of released headers are the very pairs of the last list given to a
+   * plugin (plugins release the pairs they kept, and the message still matches that list): those
+   * need not be applied again. 0 when the pseudo-headers are not all among them.
+   */
+  private unchangedPrefix(h: Pairs): number {
+    const g = this.given;
+    if (g === undefined || this.givenFrom !== this.messageHeaderCount() || g.length !== this.givenFrom + this.pseudoCount) return 0;
+    const n = Math.min(h.length, g.length);
+    let k = 0;
+    while (k < n && h[k] === g[k]) k++;
+    return k < this.pseudoCount ? 0 : k;
   }
 
   /** Passes `out[k..]` on from stage `from`, one after the other. */
@@ -206,24 +256,44 @@ abstract class Flow {
   }
 
   private deliver(ev: Ev): void {
+    if (ev.t === "hd") {
+      this.released!.push({ t: "d", c: ev.c, end: ev.end });
+      this.bodyPassed = true;
+      this.releaseHead();
+      return;
+    }
     if (ev.t === "h") {
-      // With a body whose first event is not through the chain yet, the head waits for it, at most
-      // until the next event-loop turn: head and body then leave in one write (one tunnel frame)
-      // instead of two, and a body still on its way does not hold the head back.
-      if (this.bodyPassed || this.released!.empty) this.releaseHead();
+      // a head that went alone after waiting a turn for the body (runFlow) waits no more
+      if (this.bodyPassed || this.released!.empty || this.headAlone) this.releaseHead();
       else {
         this.headReady = true;
-        setImmediate(() => this.releaseHead());
+        // during runFlow, the body may still pass at once: runFlow schedules this if not
+        if (!this.starting) this.releaseHeadSoon();
       }
       return;
     }
     this.released!.push(ev);
   }
 
+  /**
+   * With a body whose first event is not through the chain yet, the head waits for it, at most
+   * until the next event-loop turn: head and body then leave in one write (one tunnel frame)
+   * instead of two, and a body still on its way does not hold the head back.
+   */
+  private releaseHeadSoon(): void {
+    setImmediate(() => this.releaseHead());
+  }
+
   private releaseHead(): void {
+    if (this.headOpen) this.settleHead(this.forwardOutcome(this.released!));
+  }
+
+  private settleHead(o: PluginOutcome): void {
+    this.headOpen = false;
     const resolve = this.resolveHead;
     this.resolveHead = undefined;
-    resolve?.(this.forwardOutcome(this.released!));
+    if (resolve) resolve(o);
+    else this.headEarly = o;
   }
 
   /** A body event went through every stage. */
@@ -235,32 +305,51 @@ abstract class Flow {
   private end(t: Terminal): void {
     if (this.terminal) return;
     this.terminal = t;
-    const resolve = this.resolveHead;
-    this.resolveHead = undefined;
-    if (resolve) resolve(t);
+    if (this.headOpen) this.settleHead(t);
     else this.released?.fail(t.kind === "local" ? new PluginReplyError(t.reply) : new Error("a plugin reset the stream"));
   }
 
-  protected runFlow(body: BodySource): Promise<PluginOutcome> {
+  /** The head's outcome: a value when every stage answered at once, else a promise. */
+  protected runFlow(body: BodySource): PluginOutcome | Promise<PluginOutcome> {
+    this.starting = true;
     this.released = new ReleasedBody(body.empty);
-    const head = new Promise<PluginOutcome>((resolve) => (this.resolveHead = resolve));
-    const first = this.passSafely(HEAD, body.empty);
-    if (first !== undefined) this.track(first);
-    if (!body.empty) {
-      const enqueue = (ev: Ev): void => {
+    // With a body, the headers wait for its first event (at most until the next event-loop turn)
+    // and go through each plugin together with it: one VM call for both, so a small message costs
+    // one call per plugin and direction.
+    let headWaits = !body.empty;
+    const passHead = (): void => {
+      headWaits = false;
+      const p = this.passSafely(HEAD, body.empty);
+      if (p !== undefined) this.track(p);
+    };
+    if (!headWaits) passHead();
+    else {
+      const enqueue = (first: Ev): void => {
+        let ev = first;
+        if (headWaits) {
+          if (ev.t === "d") {
+            headWaits = false;
+            ev = { t: "hd", c: ev.c, end: ev.end };
+          } else passHead();
+        }
         body.pause();
         this.sourcePaused = true;
+        const resume = (): void => {
+          if (!this.released!.full && !this.terminal) this.resumeSource(body);
+        };
         const after = (): void => {
           this.bodyEventPassed();
-          if (!this.released!.full && !this.terminal) this.resumeSource(body);
+          resume();
         };
         if (this.busy === 0) {
           // nothing ahead of it: straight through while the stages answer at once (the source
           // is resumed from a microtask, not from inside its own callback)
           const p = this.passSafely(ev, false);
-          if (p === undefined) queueMicrotask(after);
-          else this.track(p.then(after));
-        } else this.track(this.chainTail.then(() => this.passSafely(ev, false)).then(after));
+          if (p === undefined) {
+            this.bodyEventPassed();
+            queueMicrotask(resume);
+          } else this.track(p.then(after));
+        } else this.track(this.chainTail!.then(() => this.passSafely(ev, false)).then(after));
       };
       this.released.onWant = () => this.resumeSource(body);
       // The last chunk is held for a few microtasks (no event-loop turn): when the end follows at
@@ -296,12 +385,22 @@ abstract class Flow {
           } else enqueue({ t: "d", c: c ?? EMPTY, end: true });
         },
         error: (e) => {
+          if (headWaits) passHead();
           if (this.busy === 0) this.released!.fail(e);
-          else this.track(this.chainTail.then(() => this.released!.fail(e)));
+          else this.track(this.chainTail!.then(() => this.released!.fail(e)));
         },
       });
+      if (headWaits)
+        setImmediate(() => {
+          if (!headWaits || this.terminal) return;
+          this.headAlone = true;
+          passHead();
+        });
     }
-    return head;
+    this.starting = false;
+    if (!this.headOpen) return this.headEarly!;
+    if (this.headReady) this.releaseHeadSoon();
+    return new Promise<PluginOutcome>((resolve) => (this.resolveHead = resolve));
   }
 
   /** An event still on its way through the stages; later events queue behind it. */
@@ -344,7 +443,7 @@ export class RequestFlow extends Flow {
     super(stages, n);
   }
 
-  run(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome> {
+  run(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): PluginOutcome | Promise<PluginOutcome> {
     this.req = req;
     this.authorizeFn = authorize;
     return this.runFlow(body);
@@ -355,12 +454,17 @@ export class RequestFlow extends Flow {
     return [[":method", r.method], [":path", r.path], [":authority", r.authority], [":scheme", "http"], ...r.headers];
   }
 
-  protected applyReleasedHeaders(h: Pairs): void {
+  protected readonly pseudoCount = 4;
+  protected messageHeaderCount(): number {
+    return this.req!.headers.length;
+  }
+
+  protected applyReleasedHeaders(h: Pairs, from: number): void {
     const r = this.req!;
     // h is a new list (never r.headers); its pairs are the request's own or the plugin's new ones
     const out = r.headers;
-    out.length = 0;
-    for (let i = 0; i < h.length; i++) {
+    out.length = from === 0 ? 0 : from - this.pseudoCount;
+    for (let i = from; i < h.length; i++) {
       const p = h[i]!;
       const k = p[0];
       if (k.charCodeAt(0) !== COLON) out.push(p as [string, string]);
@@ -376,13 +480,20 @@ export class RequestFlow extends Flow {
       const u = this.unusable(i);
       if (u.action !== "continue") return u;
       // FAIL_OPEN without a VM: pass the event through unchanged
-      return ev.t === "h" ? { action: "continue", headers: headers! } : ev.t === "d" ? { action: "continue", body: ev.c } : { action: "continue", trailers: ev.tr };
+      if (ev.t === "h") return { action: "continue", headers: headers! };
+      if (ev.t === "hd") return { action: "continue", headers: headers!, body: ev.c };
+      return ev.t === "d" ? { action: "continue", body: ev.c } : { action: "continue", trailers: ev.tr };
     }
     return phaseOf(s, 0, ev, headers, eos);
   }
 
   protected authorize(): LocalReply | undefined {
     return this.authorizeFn?.();
+  }
+
+  protected takesHeadWithBody(i: number): boolean {
+    const s = this.streamOf(i);
+    return s === undefined || typeof s.phaseNow === "function";
   }
 
   protected forwardOutcome(body: BodySource): PluginOutcome {
@@ -405,7 +516,7 @@ export class ResponseFlow extends Flow {
     super(stages, n);
   }
 
-  run(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome> {
+  run(status: number, headers: HeaderPairs, body: BodySource): PluginOutcome | Promise<PluginOutcome> {
     this.status = status;
     this.headers = headers;
     return this.runFlow(body);
@@ -415,10 +526,15 @@ export class ResponseFlow extends Flow {
     return [[":status", String(this.status)], ...this.headers];
   }
 
-  protected applyReleasedHeaders(h: Pairs): void {
+  protected readonly pseudoCount = 1;
+  protected messageHeaderCount(): number {
+    return this.headers.length;
+  }
+
+  protected applyReleasedHeaders(h: Pairs, from: number): void {
     const out = this.headers;
-    out.length = 0;
-    for (let i = 0; i < h.length; i++) {
+    out.length = from === 0 ? 0 : from - this.pseudoCount;
+    for (let i = from; i < h.length; i++) {
       const p = h[i]!;
       if (p[0].charCodeAt(0) !== COLON) out.push(p as [string, string]);
       else if (p[0] === ":status") {
@@ -438,6 +554,11 @@ export class ResponseFlow extends Flow {
 
   protected authorize(): undefined {
     return undefined;
+  }
+
+  protected takesHeadWithBody(i: number): boolean {
+    const s = this.streamOf(i);
+    return s === undefined || typeof s.phaseNow === "function";
   }
 
   protected forwardOutcome(body: BodySource): PluginOutcome {

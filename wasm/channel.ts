@@ -262,7 +262,8 @@ export function writeCommands(w: MessageWriter, cmds: readonly Command[]): void 
         w.u32(c.stream);
         w.u8v(c.dir);
         w.pairs(c.headers);
-        w.u8v(c.eos ? 1 : 0);
+        w.u8v((c.eos ? 1 : 0) | (c.body !== undefined ? 2 : 0));
+        if (c.body !== undefined) w.bytes(c.body);
         w.value(c.create);
         break;
       case Op.BODY:
@@ -322,9 +323,12 @@ export function readCommands(r: MessageReader): Command[] {
         const stream = r.u32();
         const dir = r.u8v() as DirectionValue;
         const headers = r.pairs();
-        const eos = r.u8v() === 1;
+        const flags = r.u8v();
+        const eos = (flags & 1) === 1;
+        const body = (flags & 2) === 2 ? r.bytes() : undefined;
         const create = r.value() as Record<string, unknown> | undefined;
-        out.push(create === undefined ? { op, stream, dir, headers, eos } : { op, stream, dir, headers, eos, create });
+        const cmd = { op, stream, dir, headers, eos, ...(body !== undefined ? { body } : {}) };
+        out.push(create === undefined ? cmd : { ...cmd, create });
         break;
       }
       case Op.BODY: {

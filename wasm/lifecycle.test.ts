@@ -727,6 +727,48 @@ describe("phaseNow: a phase without a promise when the VM can run it at once", (
     await plugin.stop();
   });
 
+  for (const isolation of ["inline", "worker"] as const) {
+    test(`headers with the first body chunk (part 3, ${isolation}): both callbacks in one call, in order, the headers not ending the stream`, async () => {
+      const { plugin, logs } = await testPlugin(RECORDER, { isolation });
+      await plugin.start();
+      logs.length = 0;
+      const s = plugin.stream();
+      const r = await s.phaseNow(1, 3, RESP, bytes("xyz"), true);
+      expect(r).toMatchObject({ action: "continue", body: bytes("xyz") });
+      expect(r.headers).toBe(RESP); // unmodified: the same array
+      await s.done();
+      await plugin.stop();
+      expect(logs.slice(0, 3)).toEqual(["create 2 1 0", "response_headers 2 2 0", "response_body 2 3 1"]);
+    });
+
+    test(`part 3 (${isolation}): a plugin that buffers the body releases the headers at once and the body at its end`, async () => {
+      const { plugin } = await testPlugin(ADD, { isolation });
+      await plugin.start();
+      const s = plugin.stream();
+      const first = await s.phaseNow(1, 3, RESP, bytes("ab"), false);
+      expect(first.action).toBe("stop");
+      expect(first.headers).toBe(RESP);
+      expect(first.body).toBeUndefined();
+      expect(text((await s.phaseNow(1, 1, undefined, bytes("cd"), true)).body!)).toBe("abcd");
+      await s.done();
+      await plugin.stop();
+    });
+  }
+
+  test("part 3 with a first chunk over the buffer bound: headers, then the chunk piece by piece, one result", async () => {
+    const { plugin, logs } = await testPlugin(RECORDER, { isolation: "inline", maxBufferBytes: 4 });
+    await plugin.start();
+    logs.length = 0;
+    const s = plugin.stream();
+    const r = await s.phaseNow(1, 3, RESP, bytes("abcdefghij"), true);
+    expect(r.action).toBe("continue");
+    expect(r.headers).toBe(RESP);
+    expect(text(r.body!)).toBe("abcdefghij");
+    await s.done();
+    await plugin.stop();
+    expect(logs.slice(0, 5)).toEqual(["create 2 1 0", "response_headers 2 2 0", "response_body 2 4 0", "response_body 2 4 0", "response_body 2 2 1"]);
+  });
+
   test("in a worker: a promise with the same result", async () => {
     const { plugin } = await testPlugin(ADD, { isolation: "worker" });
     await plugin.start();

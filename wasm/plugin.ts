@@ -195,9 +195,10 @@ export interface WasmStream {
    * The six phase calls in one, for embedders on a hot path: when the VM runs on the calling
    * thread and is idle, the phase runs at once and its result is returned as is (no promise, no
    * microtask); otherwise the same promise as the named methods. `part`: 0 headers, 1 body, 2
-   * trailers; `dir`: 0 request, 1 response.
+   * trailers, 3 headers and the first body chunk (the plugin sees both callbacks, headers not
+   * ending the stream, in one VM call; `endOfStream` ends the body); `dir`: 0 request, 1 response.
    */
-  phaseNow(dir: 0 | 1, part: 0 | 1 | 2, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
+  phaseNow(dir: 0 | 1, part: 0 | 1 | 2 | 3, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult>;
   /**
    * The stream is over: queues proxy_on_done/on_log/on_delete (batched: after this event-loop turn
    * for a VM on the waypoint's thread, within 5 ms for one in a worker) and
@@ -302,26 +303,26 @@ class MainDir {
   pending: Pending | undefined;
   /** Released while no call was pending (a resume between calls): goes out with the next result. */
   carry: Released | undefined;
-  /** Phase calls made while another one of this direction is pending, in order. */
-  private waiting: (() => void)[] = [];
+  /** Phase calls made while another one of this direction is pending, in order (made on first need). */
+  private waiting: (() => void)[] | undefined;
 
   /** Resolves the pending phase and starts the next waiting one. */
   settle(r: PhaseResult): void {
     const p = this.pending;
     this.pending = undefined;
     p?.resolve(r);
-    this.waiting.shift()?.();
+    this.waiting?.shift()?.();
   }
 
   /** Starts the next waiting phase when none is pending. */
   next(): void {
-    if (this.pending === undefined) this.waiting.shift()?.();
+    if (this.pending === undefined) this.waiting?.shift()?.();
   }
 
   /** Runs `start` now, or after the phases already pending in this direction. */
   enter<T extends PhaseResult | Promise<PhaseResult>>(start: () => T): T | Promise<PhaseResult> {
-    if (this.pending === undefined && this.waiting.length === 0) return start();
-    return new Promise<PhaseResult>((resolve) => this.waiting.push(() => void Promise.resolve(start()).then(resolve)));
+    if (this.pending === undefined && (this.waiting === undefined || this.waiting.length === 0)) return start();
+    return new Promise<PhaseResult>((resolve) => (this.waiting ??= []).push(() => void Promise.resolve(start()).then(resolve)));
   }
 
   /** Takes what was released while no call was pending. */
@@ -332,6 +333,9 @@ class MainDir {
   }
 
   takeHeld(upTo: number): Uint8Array {
+    const held = this.held;
+    if (held.length === 0 || held[0]!.seq > upTo) return EMPTY;
+    if (held.length === 1) return held.pop()!.bytes; // the common case: the chunk of this very call
     const out: Uint8Array[] = [];
     while (this.held.length > 0 && this.held[0]!.seq <= upTo) out.push(this.held.shift()!.bytes);
     return concat(out);
@@ -403,9 +407,16 @@ class PluginStream implements WasmStream {
     });
   }
 
-  phaseNow(dir: 0 | 1, part: 0 | 1 | 2, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult> {
+  phaseNow(dir: 0 | 1, part: 0 | 1 | 2 | 3, headers: HeaderPairs | undefined, chunk: Uint8Array | undefined, endOfStream: boolean): PhaseResult | Promise<PhaseResult> {
     const d = dir === 0 ? Direction.REQUEST : Direction.RESPONSE;
     const side = this.dir(d);
+    if (part === 3) {
+      const h = headers ?? [];
+      const c = chunk ?? EMPTY;
+      if (c.length > this.plugin.maxBufferBytes) return this.headersThenBody(dir, h, c, endOfStream);
+      side.headers = h;
+      return this.phaseNowOr(d, endOfStream, this.headersCommand(d, h, endOfStream, c), c);
+    }
     if (part === 0) {
       const h = headers ?? [];
       side.headers = h;
@@ -475,8 +486,22 @@ class PluginStream implements WasmStream {
   }
 
   // The commands of the three phase kinds (creation properties ride on a stream's first one).
-  private headersCommand(d: DirectionValue, headers: HeaderPairs, eos: boolean): (create: StreamProperties | undefined) => Command {
+  private headersCommand(d: DirectionValue, headers: HeaderPairs, eos: boolean, body?: Uint8Array): (create: StreamProperties | undefined) => Command {
+    if (body !== undefined) return (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(headers), body, eos, create });
     return (create) => ({ op: Op.HEADERS, stream: this.id, dir: d, headers: flatten(headers), eos, create });
+  }
+
+  /** Headers, then a first chunk too big for one VM call (it goes piece by piece): one result. */
+  private async headersThenBody(dir: 0 | 1, headers: HeaderPairs, chunk: Uint8Array, eos: boolean): Promise<PhaseResult> {
+    const first = await this.phaseNow(dir, 0, headers, undefined, false);
+    if (first.action === "local" || first.action === "reset") return first;
+    const second = await this.phaseNow(dir, 1, undefined, chunk, eos);
+    if (second.action === "local" || second.action === "reset") return second;
+    const acc: Released = {};
+    mergeInto(acc, first);
+    mergeInto(acc, second);
+    const failure = second.failure ?? first.failure;
+    return { action: second.action, ...acc, ...(failure ? { failure } : {}) };
   }
 
   private bodyCommand(d: DirectionValue, body: Uint8Array, eos: boolean): (create: StreamProperties | undefined) => Command {
@@ -578,7 +603,11 @@ class PluginStream implements WasmStream {
       return;
     }
     const dir = this.dir(e.dir);
-    const rel: Released = {};
+    const p = dir.pending;
+    // the common case, the first release for a pending call: straight into its result object
+    const acc = p?.acc;
+    const direct = acc !== undefined && acc.headers === undefined && acc.body === undefined && acc.trailers === undefined;
+    const rel: Released = direct ? acc : {};
     if (e.headers !== undefined) {
       if (e.headers === null) rel.headers = dir.headers ?? [];
       else {
@@ -600,7 +629,6 @@ class PluginStream implements WasmStream {
       rel.trailers = e.trailers === null ? (dir.trailers ?? []) : unflatten(e.trailers);
       dir.trailersReleased = true;
     }
-    const p = dir.pending;
     if (p === undefined) {
       if (rel.headers !== undefined || rel.body !== undefined || rel.trailers !== undefined) {
         dir.carry ??= {};
@@ -608,7 +636,7 @@ class PluginStream implements WasmStream {
       }
       return;
     }
-    mergeInto(p.acc, rel);
+    if (!direct) mergeInto(p.acc, rel);
     // An earlier command (a root context resuming the stream: callout response, tick, queue)
     // released data while this call's own command is still queued behind it: that command may
     // release more (its chunk), so the call waits for its own answer.
@@ -682,7 +710,7 @@ function commandBytes(cmd: Command): number {
   const create = "create" in cmd && cmd.create !== undefined ? 4096 : 0;
   switch (cmd.op) {
     case Op.HEADERS:
-      return 32 + pairs(cmd.headers) + create;
+      return 32 + pairs(cmd.headers) + (cmd.body?.length ?? 0) + create;
     case Op.BODY:
       return 32 + cmd.body.length + create;
     case Op.TRAILERS:
@@ -1151,7 +1179,7 @@ export class WasmPlugin {
 
   private onReply(batch: readonly Queued[], reply: BatchReply, gen: number): void {
     this.applyEffects(reply.effects);
-    const retry: Queued[] = [];
+    let retry: Queued[] | undefined;
     for (let i = 0; i < batch.length; i++) {
       const q = batch[i]!;
       const out = reply.outcomes[i];
@@ -1163,7 +1191,7 @@ export class WasmPlugin {
         // a stream whose first command never ran (the VM had already failed) moves to the next VM
         if (out.skipped && isCreate(q.cmd)) {
           q.stream.sentGen = undefined;
-          retry.push(q);
+          (retry ??= []).push(q);
         } else q.stream.fail(meshErrorOf(out.failure));
       }
       if (q.cmd.op === Op.DONE) {
@@ -1176,7 +1204,7 @@ export class WasmPlugin {
       }
     }
     if (reply.vmFailure !== undefined && gen === this.gen) this.vmFailed(meshErrorOf(reply.vmFailure));
-    if (retry.length > 0) this.queue.unshift(...retry);
+    if (retry !== undefined) this.queue.unshift(...retry);
   }
 
   private onDead(batch: readonly Queued[], e: unknown, gen: number): void {

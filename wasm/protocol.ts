@@ -30,6 +30,12 @@ export type Command =
       readonly stream: number;
       readonly dir: DirectionValue;
       readonly headers: FlatPairs;
+      /**
+       * The message's first body chunk, when it was there with the headers: the VM runs the body
+       * callback right after the headers callback (one round trip for both). `eos` then ends the
+       * body, and the headers do not end the stream.
+       */
+      readonly body?: Uint8Array;
       readonly eos: boolean;
       readonly create?: StreamProperties;
     }

@@ -148,7 +148,8 @@ class StreamCtx {
   readonly view: StreamView;
   readonly req = new DirState();
   readonly resp = new DirState();
-  readonly own = new Map<string, Uint8Array>();
+  /** Properties the plugin set on this stream (proxy_set_property); most streams have none. */
+  own: Map<string, Uint8Array> | undefined;
   ended: EmissionKindValue | undefined;
   constructor(
     readonly id: number,
@@ -447,7 +448,14 @@ export class VmCore implements HostState {
       switch (cmd.op) {
         case Op.HEADERS: {
           const s = this.stream(cmd.stream, cmd.create);
-          this.onHeaders(s, cmd.dir, cmd.headers, cmd.eos);
+          if (cmd.body === undefined) this.onHeaders(s, cmd.dir, cmd.headers, cmd.eos);
+          else {
+            this.onHeaders(s, cmd.dir, cmd.headers, false);
+            // the body callback as a command of its own: deferred actions first, its own budget
+            this.runDeferred();
+            this.budget.begin(this.budgetMs);
+            this.onBody(s, cmd.dir, cmd.body, cmd.eos);
+          }
           this.finish(s, cmd.dir);
           break;
         }
@@ -1081,7 +1089,7 @@ export class VmCore implements HostState {
 
   setProperty(path: string[], value: Uint8Array): StatusCode {
     const s = this.effective;
-    (s === undefined ? this.rootOwn : s.own).set(path.join("."), value);
+    (s === undefined ? this.rootOwn : (s.own ??= new Map())).set(path.join("."), value);
     return Status.OK;
   }
 

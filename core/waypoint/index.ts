@@ -7,4 +7,4 @@ export { EndpointBalancer, serviceEndpoints, DEFAULT_EJECTION, type Endpoint, ty
 export { DEFAULT_L7_LIMITS, type L7Limits } from "./limits.ts";
 export type { RequestHooks, RequestPlugins, RequestCompletion, PluginOutcome, HookRequest, LocalReply, RequestOrigin, MeshHttpCall, MeshStreamCall, WaypointPlugins, WaypointPluginsContext } from "./plugin-api.ts";
 export { PluginReplyError } from "./plugin-api.ts";
-export { BufferedBody, type HeaderPairs, type BodySource, type BodySink } from "./exchange.ts";
+export { BufferedBody, headerValue, type HeaderPairs, type BodySource, type BodySink } from "./exchange.ts";

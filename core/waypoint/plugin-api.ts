@@ -88,9 +88,10 @@ export interface WaypointPlugins extends RequestHooks {
  * with a PluginReplyError.
  */
 export interface RequestPlugins {
-  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): Promise<PluginOutcome>;
+  /** A value when every plugin answered at once (VMs on this thread), else a promise. */
+  request(req: HookRequest, body: BodySource, authorize: () => LocalReply | undefined): PluginOutcome | Promise<PluginOutcome>;
   /** The response through the plugins in reverse order; `headers` edited in place. */
-  response(status: number, headers: HeaderPairs, body: BodySource): Promise<PluginOutcome>;
+  response(status: number, headers: HeaderPairs, body: BodySource): PluginOutcome | Promise<PluginOutcome>;
   /** The request is over: what the access log says of it. */
   done(completion: RequestCompletion): void;
 }
