@@ -369,6 +369,42 @@ async function measureSideBySide(handle: L7Handle, o: L7Options, rate: number, l
   };
 }
 
+/** Turns of the alternating measure: plugin service (A) and plugin-free service (B) in the order ABBAAB. */
+const ALT_ORDER = ["A", "B", "B", "A", "A", "B"] as const;
+const ALT_TURN_MS = 3000;
+const ALT_WARMUP_MS = 500;
+
+/**
+ * Same processes, all the traffic to one service at a time: the service the plugins target and the
+ * plugin-free one in turn (ABBAAB, which cancels a linear drift), each turn at `rate`. Unlike side by
+ * side, a turn through the plugins has every request run them, as a waypoint whose traffic all goes
+ * through a plugin; unlike separate rows, both sides run on the same set of processes.
+ */
+async function measureAlternating(handle: L7Handle, o: L7Options, rate: number, log: (l: string) => void, problem: (what: string) => void): Promise<Metrics> {
+  const bare = handle.bare;
+  if (!bare) return {};
+  const turn = { ...o, warmupMs: ALT_WARMUP_MS, durationMs: ALT_TURN_MS };
+  const p50 = { A: [] as number[], B: [] as number[] };
+  const p99 = { A: [] as number[], B: [] as number[] };
+  for (const side of ALT_ORDER) {
+    if (interrupted) return {};
+    const r = await runLoad(side === "A" ? handle : bare, turn, o.conns, rate);
+    const name = side === "A" ? "plugin service" : "plugin-free service";
+    if ((r.errors as number) > 0) problem(`${name}: ${String(r.errors)} connections failed mid-run; first: ${String(r.firstError)}`);
+    if ((r.non2xx as number) > 0) problem(`${name}: ${String(r.non2xx)} responses were not 2xx; first: ${String(r.firstNon2xx)}`);
+    if (!((r.rps as number) > 0)) throw new Error(`${name}: no request completed`);
+    p50[side].push(r.p50Us as number);
+    p99[side].push(r.p99Us as number);
+  }
+  const m: Metrics = { "alt.p50Us": median(p50.A), "alt.bareP50Us": median(p50.B), "alt.p99Us": median(p99.A), "alt.bareP99Us": median(p99.B) };
+  m["alt.p50DiffUs"] = (m["alt.p50Us"] as number) - (m["alt.bareP50Us"] as number);
+  log(
+    `  same waypoint, ${fmt(rate, 0)} req/s to the plugin service and to the bare one in turn (${ALT_ORDER.join("")}): ` +
+      `p50 ${p50.A.map((v) => fmt(v)).join("/")} vs ${p50.B.map((v) => fmt(v)).join("/")} µs`,
+  );
+  return m;
+}
+
 const IDLE_MS = 2000;
 const PACED_WARMUP_MS = 1000;
 
@@ -501,6 +537,7 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
             }
             const pluginTable = wantPlugins.length > 0 && PLUGIN_COLUMNS.some((c) => c.name === name);
             if (o.rate > 0 && handle.bare && pluginTable && !interrupted) Object.assign(m, await measureSideBySide(handle, o, o.rate, log, problem("same waypoint, side by side")));
+            if (o.rate > 0 && handle.bare && pluginTable && !interrupted) Object.assign(m, await measureAlternating(handle, o, o.rate, log, problem("same waypoint, in turn")));
             if (o.pluginRate > 0 && pluginTable && !interrupted) {
               const low = await measure(handle, app, o, o.pluginRate, log, problem(`at ${o.pluginRate} req/s`));
               for (const [k, v] of Object.entries(low)) m[`low.${k}`] = v;
@@ -713,6 +750,16 @@ function pluginRows(o: L7Options): PluginRow[] {
       { label: `${at}: p99 added per plugin (µs)`, value: sameProcess("ab.p99Us", "ab.bareP99Us"), digits: 1 },
     ];
   };
+  const inTurn = (rate: number): PluginRow[] => {
+    const at = `same waypoint, all traffic to the plugin service or to the plugin-free one in turn at ${fmt(rate, 0)} req/s`;
+    return [
+      { label: `${at}: latency p50 (µs), plugin service`, value: plain("alt.p50Us"), digits: 0 },
+      { label: `${at}: latency p50 (µs), plugin-free service`, value: plain("alt.bareP50Us"), digits: 0 },
+      { label: `${at}: p50 difference between the two services (µs; no plugin: the method's own error)`, value: plain("alt.p50DiffUs"), digits: 1 },
+      { label: `${at}: p50 added per plugin (µs)`, value: sameProcess("alt.p50Us", "alt.bareP50Us"), digits: 1, target },
+      { label: `${at}: p99 added per plugin (µs)`, value: sameProcess("alt.p99Us", "alt.bareP99Us"), digits: 1 },
+    ];
+  };
   return [
     { label: `closed loop (${o.conns} connections): requests/s`, value: plain("rps"), digits: 0 },
     { label: "closed loop: requests/s ÷ no plugin", value: vsBase("rps") },
@@ -725,6 +772,7 @@ function pluginRows(o: L7Options): PluginRow[] {
     { label: "closed loop: waypoint main (event-loop) thread, cores in use", value: plain("mainCores.waypoint"), digits: 2 },
     ...(o.rate > 0 ? paced("paced.", o.rate) : []),
     ...(o.rate > 0 ? sideBySide(o.rate) : []),
+    ...(o.rate > 0 ? inTurn(o.rate) : []),
     ...(o.pluginRate > 0 ? paced("low.", o.pluginRate) : []),
     { label: `waypoint cores with no traffic (${IDLE_MS / 1000} s)`, value: plain("idle.waypoint"), digits: 3 },
     { label: "waypoint RSS after the closed loop (MiB)", value: plain("rssMiB.waypoint"), digits: 0 },
@@ -771,7 +819,7 @@ function renderPlugins(reports: Map<L7PathName, PathReport>, o: L7Options): { ma
       `The closed loop is CPU-bound (the 2 cores are shared by 3 mesh processes, the generator and the app), so its latency measures contention; ` +
       `${o.rate > 0 ? `the rows at ${fmt(o.rate, 0)} req/s are the fairer added-latency figure` : "run with --rate for a paced measurement"}` +
       `${o.pluginRate > 0 ? `, and the rows at ${fmt(o.pluginRate, 0)} req/s (measured after the others, on the same processes) show it where even the 5-plugin waypoint is far from saturating a core.` : "."}` +
-      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets (in the no-plugin row both are plugin-free: its difference is the method's own error); added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to.` : ""}`,
+      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets (in the no-plugin row both are plugin-free: its difference is the method's own error); added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to. "Same waypoint, in turn": then, on the same processes again, all the traffic (${fmt(o.rate, 0)} req/s over ${o.conns} connections) to the plugin service or to the plugin-free one, ${ALT_ORDER.length} turns of ${ALT_TURN_MS / 1000} s in the order ${ALT_ORDER.join("")}; each side's p50 is the median of its turns. Every request of a plugin turn runs the plugins, as in a waypoint whose traffic all goes through them, without the process-set variance of separate rows.` : ""}`,
     "",
     [head, `|---|${PLUGIN_COLUMNS.map(() => "---:").join("|")}|---|---|`, ...body].join("\n"),
     "",
