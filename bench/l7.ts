@@ -740,26 +740,18 @@ function pluginRows(o: L7Options): PluginRow[] {
   // (plugin service − plugin-free service of the same waypoint, same window) ÷ plugins
   const sameProcess = (key: string, bareKey: string) => (m: Metrics, _base: Metrics | undefined, k: number) =>
     k > 0 && m[key] !== undefined && m[bareKey] !== undefined ? ((m[key] as number) - (m[bareKey] as number)) / k : undefined;
-  const sideBySide = (rate: number): PluginRow[] => {
-    const at = `same waypoint, plugin and plugin-free service side by side at ${fmt(rate, 0)} req/s in total`;
-    return [
-      { label: `${at}: latency p50 (µs), plugin service`, value: plain("ab.p50Us"), digits: 0 },
-      { label: `${at}: latency p50 (µs), plugin-free service`, value: plain("ab.bareP50Us"), digits: 0 },
-      { label: `${at}: p50 difference between the two services (µs; no plugin: the method's own error)`, value: plain("ab.p50DiffUs"), digits: 1 },
-      { label: `${at}: p50 added per plugin (µs)`, value: sameProcess("ab.p50Us", "ab.bareP50Us"), digits: 1, target },
-      { label: `${at}: p99 added per plugin (µs)`, value: sameProcess("ab.p99Us", "ab.bareP99Us"), digits: 1 },
-    ];
-  };
-  const inTurn = (rate: number): PluginRow[] => {
-    const at = `same waypoint, all traffic to the plugin service or to the plugin-free one in turn at ${fmt(rate, 0)} req/s`;
-    return [
-      { label: `${at}: latency p50 (µs), plugin service`, value: plain("alt.p50Us"), digits: 0 },
-      { label: `${at}: latency p50 (µs), plugin-free service`, value: plain("alt.bareP50Us"), digits: 0 },
-      { label: `${at}: p50 difference between the two services (µs; no plugin: the method's own error)`, value: plain("alt.p50DiffUs"), digits: 1 },
-      { label: `${at}: p50 added per plugin (µs)`, value: sameProcess("alt.p50Us", "alt.bareP50Us"), digits: 1, target },
-      { label: `${at}: p99 added per plugin (µs)`, value: sameProcess("alt.p99Us", "alt.bareP99Us"), digits: 1 },
-    ];
-  };
+  /** Rows of a same-waypoint measure (plugin service vs plugin-free service), keys under `prefix`. */
+  const sameWaypoint = (at: string, prefix: string): PluginRow[] => [
+    { label: `${at}: latency p50 (µs), plugin service`, value: plain(`${prefix}p50Us`), digits: 0 },
+    { label: `${at}: latency p50 (µs), plugin-free service`, value: plain(`${prefix}bareP50Us`), digits: 0 },
+    { label: `${at}: p50 difference between the two services (µs; no plugin: the method's own error)`, value: plain(`${prefix}p50DiffUs`), digits: 1 },
+    { label: `${at}: p50 added per plugin (µs)`, value: sameProcess(`${prefix}p50Us`, `${prefix}bareP50Us`), digits: 1, target },
+    { label: `${at}: p99 added per plugin (µs)`, value: sameProcess(`${prefix}p99Us`, `${prefix}bareP99Us`), digits: 1 },
+  ];
+  const sideBySide = (rate: number): PluginRow[] =>
+    sameWaypoint(`same waypoint, plugin and plugin-free service side by side at ${fmt(rate, 0)} req/s in total`, "ab.");
+  const inTurn = (rate: number): PluginRow[] =>
+    sameWaypoint(`same waypoint, all traffic to the plugin service or to the plugin-free one in turn at ${fmt(rate, 0)} req/s`, "alt.");
   return [
     { label: `closed loop (${o.conns} connections): requests/s`, value: plain("rps"), digits: 0 },
     { label: "closed loop: requests/s ÷ no plugin", value: vsBase("rps") },
