@@ -40,7 +40,7 @@ export * from "../../common/assembly/proxy";
 import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context,
 } from "@solo-io/proxy-runtime";
-import { loadJsonConfiguration, isHeaderName, isHeaderValue } from "../../common/assembly";
+import { loadJsonConfiguration, isHeaderName, isHeaderValue, StreamContext } from "../../common/assembly";
 
 class AddHeaderRoot extends RootContext {
   responseHeader: string = "x-hello";
@@ -73,7 +73,7 @@ class AddHeaderRoot extends RootContext {
   }
 }
 
-class AddHeader extends Context {
+class AddHeader extends StreamContext {
   root: AddHeaderRoot;
 
   constructor(context_id: u32, root: AddHeaderRoot) {

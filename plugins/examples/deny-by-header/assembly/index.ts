@@ -47,7 +47,7 @@ import {
 } from "@solo-io/proxy-runtime";
 // Public in the SDK's runtime module but not re-exported from its index in 0.1.8.
 import { define_metric, increment_metric, MetricTypeValues } from "@solo-io/proxy-runtime/runtime";
-import { loadJsonConfiguration, headerValue, isHeaderName, REQUEST_HEADERS } from "../../common/assembly";
+import { loadJsonConfiguration, headerValue, isHeaderName, REQUEST_HEADERS, StreamContext } from "../../common/assembly";
 
 const DEFAULT_BODY = "request denied by deny-by-header\n";
 const DEFAULT_METRIC = "deny_by_header_denied_total";
@@ -108,7 +108,7 @@ class DenyByHeaderRoot extends RootContext {
   }
 }
 
-class DenyByHeader extends Context {
+class DenyByHeader extends StreamContext {
   root: DenyByHeaderRoot;
 
   constructor(context_id: u32, root: DenyByHeaderRoot) {

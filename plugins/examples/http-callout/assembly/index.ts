@@ -59,7 +59,7 @@ import {
 } from "@solo-io/proxy-runtime";
 import {
   loadJsonConfiguration, headerValue, replaceHeader, removeHeader, isHeaderName, isHeaderValue,
-  REQUEST_HEADERS, HTTP_CALL_RESPONSE_HEADERS,
+  REQUEST_HEADERS, HTTP_CALL_RESPONSE_HEADERS, StreamContext,
 } from "../../common/assembly";
 
 const DEFAULT_DENY_BODY = "request denied by http-callout\n";
@@ -137,7 +137,7 @@ class CalloutRoot extends RootContext {
   }
 }
 
-class Callout extends Context {
+class Callout extends StreamContext {
   root: CalloutRoot;
   pending: bool = false;
   deleted: bool = false;
