@@ -24,7 +24,7 @@ import { intArg, parseCli, parseOnly, runMain, stringFlags } from "./cli.ts";
 import { describeEntry } from "./entry.ts";
 import { createL7MeshPath, type L7MeshPath, type L7MeshPathOptions } from "./paths/l7-mesh.ts";
 import { createL7NginxPath } from "./paths/l7-nginx.ts";
-import { addHeaderChain, buildAddHeader, chainHeaders, PLUGIN_ROWS, type PluginModule } from "./paths/l7-plugins.ts";
+import { addHeaderChain, buildPluginModule, expectedHeaders, PLUGIN_MODULE_KINDS, PLUGIN_ROWS, type PluginModule, type PluginModuleKind } from "./paths/l7-plugins.ts";
 import type { L7Handle, L7Path, L7PathName } from "./paths/l7-types.ts";
 import { PathUnavailable, type AppEndpoint } from "./paths/types.ts";
 import { clkTck, cpuSeconds, randomOctet, rssKiB, stopChild, withRaisedNofile } from "./proc.ts";
@@ -63,6 +63,8 @@ export interface L7Options {
   pluginRate: number;
   /** where the plugin rows' VMs run (`limits.isolation`) */
   pluginIsolation: "auto" | "worker" | "inline";
+  /** what the plugin rows load: the add-header example, a minimal WAT module, or no module */
+  pluginModule: PluginModuleKind;
   /** The app: a JS fetch handler (default) or a native static route. */
   app: "fetch" | "static";
   only: L7PathName[];
@@ -468,8 +470,14 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
     pluginDir = mkdtempSync(join(tmpdir(), "bench-l7-plugins-"));
     try {
       const t0 = performance.now();
-      pluginModule = await buildAddHeader(pluginDir);
-      log(`add-header plugin: ${pluginModule.path} (sha256 ${pluginModule.sha256.slice(0, 12)}…, ${pluginModule.fromCache ? "from the build cache" : `compiled in ${fmt((performance.now() - t0) / 1000)} s`})`);
+      const m = await buildPluginModule(o.pluginModule, pluginDir, PLUGIN_ROWS.plugin5);
+      pluginModule = m;
+      const file = m.files[0];
+      log(
+        file === undefined
+          ? "plugin rows: no module (--plugin-module no-vm: FAIL_OPEN plugins whose module is missing)"
+          : `${m.kind === "wat" ? "minimal WAT add-header plugins" : "add-header plugin"}: ${file.path} (sha256 ${file.sha256.slice(0, 12)}…, ${m.fromCache ? "from the build cache" : `built in ${fmt((performance.now() - t0) / 1000)} s`})`,
+      );
     } catch (e) {
       for (const p of wantPlugins) {
         const r = reports.get(p) as PathReport;
@@ -486,7 +494,7 @@ export async function runL7Section(o: L7Options, log: (line: string) => void): P
     const m = createL7MeshPath({
       ...meshOpts,
       name,
-      ...(plugins > 0 && pluginModule ? { plugins: addHeaderChain(plugins, pluginModule, o.pluginIsolation), expectHeaders: chainHeaders(plugins) } : {}),
+      ...(plugins > 0 && pluginModule ? { plugins: addHeaderChain(plugins, pluginModule, o.pluginIsolation), expectHeaders: expectedHeaders(plugins, pluginModule) } : {}),
     });
     meshes.push(m);
     return m;
@@ -883,7 +891,7 @@ function render(reports: Map<L7PathName, PathReport>, o: L7Options, started: Dat
   const json = {
     date: started.toISOString(),
     seconds,
-    config: { runs: o.runs, conns: o.conns, warmupMs: o.warmupMs, durationMs: o.durationMs, rate: o.rate, pluginRate: o.pluginRate, pluginIsolation: o.pluginIsolation, app: o.app, quick: o.quick, only: o.only, meshEnv: o.meshEnv, responseBytes: 1024 },
+    config: { runs: o.runs, conns: o.conns, warmupMs: o.warmupMs, durationMs: o.durationMs, rate: o.rate, pluginRate: o.pluginRate, pluginIsolation: o.pluginIsolation, pluginModule: o.pluginModule, app: o.app, quick: o.quick, only: o.only, meshEnv: o.meshEnv, responseBytes: 1024 },
     paths: Object.fromEntries([...reports].map(([k, r]) => [k, r])),
     table: table.map((t) => ({ metric: t.label, ...t.raw, l7OverDirect: t.overDirect, l7OverNginx: t.overNginx, target: t.target, verdict: t.verdict })),
     targets: { passed, failed, na },
@@ -948,6 +956,9 @@ const USAGE = `usage: bun bench/l7.ts [options]
                        plugin1 / plugin5: the l7 path with 1 / 5 add-header Wasm plugins in the waypoint
   --no-plugins         skip plugin1 and plugin5
   --plugin-isolation I auto (default), worker or inline: where the plugin rows' VMs run (limits.isolation)
+  --plugin-module M    example (default): the add-header example; wat: a minimal hand-written module adding the
+                       same headers (the host's own cost); no-vm: a missing module under FAIL_OPEN (the chain and
+                       flow without a VM). Not for the published figures: for splitting a plugin's cost
   --plugin-rate R      with plugin rows, also measure l7, plugin1 and plugin5 paced at R req/s (default 200; 0 skips):
                        at --rate the 5-plugin waypoint needs about a core of the 2, so that row also measures queueing
   --app KIND           fetch (a JS handler per request, default) or static (Bun's native static route)
@@ -960,7 +971,7 @@ const USAGE = `usage: bun bench/l7.ts [options]
   --mesh-env K=V       extra environment for the mesh processes (repeatable; e.g. MESH_LOG_LEVEL=warn)
   --paced-only         skip the closed-loop window (with --waypoint-prof: a profile of the paced path alone)
   --waypoint-prof DIR  run the waypoint from source under bun --cpu-prof --cpu-prof-md, profiles into DIR
-                       (the profiler costs CPU: do not quote those rounds' figures)`;
+                       (a sample every 50 µs; the profiler costs CPU: do not quote those rounds' figures)`;
 
 function badApp(v: string): never {
   throw new Error(`--app must be fetch or static, got "${v}"`);
@@ -974,6 +985,7 @@ export function parseL7Options(argv: string[]): (L7Options & { outDir: string })
       quick: { type: "boolean", default: false },
       "no-plugins": { type: "boolean", default: false },
       "plugin-isolation": { type: "string" },
+      "plugin-module": { type: "string" },
       "no-install": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
       "from-source": { type: "boolean", default: false },
@@ -1007,6 +1019,7 @@ export function parseL7Options(argv: string[]): (L7Options & { outDir: string })
     rate: values.rate === "0" ? 0 : intArg(values.rate, "rate", 1000, 1),
     pluginRate: values["plugin-rate"] === "0" ? 0 : intArg(values["plugin-rate"], "plugin-rate", 200, 1),
     pluginIsolation: isolationArg(values["plugin-isolation"]),
+    pluginModule: pluginModuleArg(values["plugin-module"]),
     app: values.app === "static" ? "static" : values.app === undefined || values.app === "fetch" ? "fetch" : badApp(values.app),
     only,
     install: values["no-install"] !== true,
@@ -1046,4 +1059,10 @@ function isolationArg(v: unknown): "auto" | "worker" | "inline" {
   if (v === undefined) return "auto";
   if (v === "auto" || v === "worker" || v === "inline") return v;
   throw new Error(`--plugin-isolation must be auto, worker or inline, got ${JSON.stringify(v)}`);
+}
+
+function pluginModuleArg(v: unknown): PluginModuleKind {
+  if (v === undefined) return "example";
+  if (PLUGIN_MODULE_KINDS.includes(v as PluginModuleKind)) return v as PluginModuleKind;
+  throw new Error(`--plugin-module must be ${PLUGIN_MODULE_KINDS.join(", ")}, got ${JSON.stringify(v)}`);
 }

@@ -22,6 +22,11 @@ import { HBONE_PORT, meshCaInit, SOCKS5_PORT, startMeshProcess } from "./mesh-cl
 import { PathUnavailable, type AppEndpoint } from "./types.ts";
 
 const SERVICE_PORT = 80;
+/**
+ * --waypoint-prof sampling interval. Bun's default (1 ms) gives ~1 300 samples over a paced run,
+ * too few to compare two runs function by function.
+ */
+const PROFILE_INTERVAL_US = 50;
 const NS = "bench";
 export const L7_SERVICE_HOST = `server.${NS}.svc.cluster.local`;
 /** A second service of the same app and waypoint that no plugin targets (the plugin rows' same-process baseline). */
@@ -38,6 +43,8 @@ export interface L7Plugin {
   pluginConfig: Record<string, string>;
   /** where the VM runs (limits.isolation; default auto: the waypoint's thread until the plugin misbehaves) */
   isolation?: "auto" | "worker" | "inline";
+  /** FAIL_OPEN: the module may be unusable (the `no-vm` rows); the default fails closed. */
+  failStrategy?: "FAIL_OPEN";
 }
 
 export interface L7MeshPathOptions {
@@ -133,6 +140,7 @@ export function l7MeshConfig(net: string, appPort: number, plugins: readonly L7P
             targetRefs: [{ kind: "Service", group: "", name: "server" }],
             url: p.url,
             ...(p.sha256 ? { sha256: p.sha256 } : {}),
+            ...(p.failStrategy ? { failStrategy: p.failStrategy } : {}),
             pluginName: p.pluginName,
             pluginConfig: p.pluginConfig,
             ...(p.isolation ? { limits: { isolation: p.isolation } } : {}),
@@ -145,8 +153,9 @@ export function l7MeshConfig(net: string, appPort: number, plugins: readonly L7P
 /**
  * Whether the waypoint's config dump (admin /config_dump) lists `count` plugins, all loaded; throws
  * when one is unusable (bad module, sha256 mismatch, refused configuration), as waiting won't help.
+ * With `unusableOk` (FAIL_OPEN plugins without a module), listing them is enough.
  */
-async function pluginsLoaded(adminPort: number, count: number): Promise<boolean> {
+async function pluginsLoaded(adminPort: number, count: number, unusableOk: boolean): Promise<boolean> {
   let dump: { plugins?: { key?: string; loaded?: boolean; error?: string }[] };
   try {
     const res = await fetch(`http://127.0.0.1:${adminPort}/config_dump`, { signal: AbortSignal.timeout(1000) });
@@ -156,6 +165,7 @@ async function pluginsLoaded(adminPort: number, count: number): Promise<boolean>
     return false;
   }
   const listed = dump.plugins ?? [];
+  if (unusableOk) return listed.length === count;
   const broken = listed.find((p) => p.error !== undefined);
   if (broken) throw new Error(`plugin ${broken.key ?? "?"} is unusable: ${broken.error}`);
   return listed.length === count && listed.every((p) => p.loaded === true);
@@ -249,7 +259,7 @@ export function createL7MeshPath(opts: L7MeshPathOptions): L7MeshPath {
         logs.push({ label: r.label, path: logPath });
         // Profiling needs the bun CLI, so a profiled waypoint always runs from source.
         const prof = r.role === "waypoint" && opts.waypointProfileDir
-          ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${opts.waypointProfileDir}`, join(opts.repoRoot, "cmd", "mesh.ts")]
+          ? [process.execPath, "--cpu-prof", "--cpu-prof-interval", String(PROFILE_INTERVAL_US), "--cpu-prof-md", `--cpu-prof-dir=${opts.waypointProfileDir}`, join(opts.repoRoot, "cmd", "mesh.ts")]
           : undefined;
         const child = await startMeshProcess({
           mesh: prof ?? mesh.cmd,
@@ -264,7 +274,7 @@ export function createL7MeshPath(opts: L7MeshPathOptions): L7MeshPath {
           track: (c) => children.push(c),
           // The waypoint answers readiness before its plugins are loaded; wait for them too.
           ...(r.role === "waypoint" && plugins.length > 0
-            ? { alsoReady: { what: `${plugins.length} plugin(s) loaded (admin /config_dump)`, check: (admin: number) => pluginsLoaded(admin, plugins.length) } }
+            ? { alsoReady: { what: `${plugins.length} plugin(s) loaded (admin /config_dump)`, check: (admin: number) => pluginsLoaded(admin, plugins.length, plugins.every((p) => p.failStrategy === "FAIL_OPEN")) } }
             : {}),
         });
         procs.push({ role: r.role, label: r.label, pid: child.pid });
