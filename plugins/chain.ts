@@ -237,13 +237,18 @@ export class PluginChain implements WaypointPlugins {
     for (const p of this.chain) {
       const s = p.spec;
       if (s.ports.length > 0 && !s.ports.includes(origin.targetPort)) continue;
-      if (s.targets.length > 0 && !s.targets.some((t) => this.targets(t, origin, routeKey))) continue;
+      if (s.targets.length > 0 && !this.matchesAnyTarget(s.targets, origin, routeKey)) continue;
       out.push(p);
     }
     return out;
   }
 
-  private targets(t: PluginSpec["targets"][number], origin: RequestOrigin, routeKey: string | undefined): boolean {
+  private matchesAnyTarget(targets: PluginSpec["targets"], origin: RequestOrigin, routeKey: string | undefined): boolean {
+    for (let i = 0; i < targets.length; i++) if (this.matchesTarget(targets[i]!, origin, routeKey)) return true;
+    return false;
+  }
+
+  private matchesTarget(t: PluginSpec["targets"][number], origin: RequestOrigin, routeKey: string | undefined): boolean {
     const ctx = this.ctx!;
     switch (t.kind) {
       case "Gateway":
@@ -362,13 +367,17 @@ class PluginRun implements RequestPlugins {
     const extra: Record<string, string> = {};
     if (completion.routeName !== undefined) extra["xds.route_name"] = completion.routeName;
     if (completion.clusterName !== undefined) extra["xds.cluster_name"] = completion.clusterName;
-    const end: StreamCompletion = {
-      responseCodeDetails: completion.details,
-      responseFlags: completion.flags,
-      // an upstream with a verified identity was reached by HBONE, which is TLS 1.3 only
-      ...(u ? { upstream: { address: u.address, port: u.port, ...(u.principal ? { principal: u.principal, tlsVersion: "TLSv1.3" } : {}) } } : {}),
-      extra,
-    };
+    // (no object spreads: this runs once per request)
+    const end: StreamCompletion =
+      u === undefined
+        ? { responseCodeDetails: completion.details, responseFlags: completion.flags, extra }
+        : {
+            responseCodeDetails: completion.details,
+            responseFlags: completion.flags,
+            // an upstream with a verified identity was reached by HBONE, which is TLS 1.3 only
+            upstream: u.principal ? { address: u.address, port: u.port, principal: u.principal, tlsVersion: "TLSv1.3" } : { address: u.address, port: u.port },
+            extra,
+          };
     for (let i = 0; i < this.plugins.length; i++) {
       this.streams[i]?.done(end);
       const p = this.plugins[i]!;

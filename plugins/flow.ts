@@ -111,6 +111,12 @@ class ReleasedBody implements BodySource {
   }
 }
 
+/** `pseudo` followed by the message's headers (a loop: spreading an array goes through its iterator). */
+function withPseudoHeaders(pseudo: HeaderPairs, headers: HeaderPairs): HeaderPairs {
+  for (let i = 0; i < headers.length; i++) pseudo.push(headers[i]!);
+  return pseudo;
+}
+
 abstract class Flow {
   protected headersHeld: boolean[];
   protected terminal: Terminal | undefined;
@@ -451,7 +457,7 @@ export class RequestFlow extends Flow {
 
   protected headersFor(): HeaderPairs {
     const r = this.req!;
-    return [[":method", r.method], [":path", r.path], [":authority", r.authority], [":scheme", "http"], ...r.headers];
+    return withPseudoHeaders([[":method", r.method], [":path", r.path], [":authority", r.authority], [":scheme", "http"]], r.headers);
   }
 
   protected readonly pseudoCount = 4;
@@ -523,7 +529,7 @@ export class ResponseFlow extends Flow {
   }
 
   protected headersFor(): HeaderPairs {
-    return [[":status", String(this.status)], ...this.headers];
+    return withPseudoHeaders([[":status", String(this.status)]], this.headers);
   }
 
   protected readonly pseudoCount = 1;

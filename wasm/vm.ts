@@ -442,8 +442,9 @@ export class VmCore implements HostState {
   private executeOne(cmd: Command): CommandOutcome {
     this.budget.begin(this.budgetMs);
     if (this.failed !== undefined) return { emissions: [], failure: this.failed, skipped: true };
-    this.emissions.length = 0;
-    this.deferred.length = 0;
+    // (setting an array's length is a slow path in JavaScriptCore even when it is already empty)
+    if (this.emissions.length > 0) this.emissions.length = 0;
+    if (this.deferred.length > 0) this.deferred.length = 0;
     try {
       switch (cmd.op) {
         case Op.HEADERS: {
