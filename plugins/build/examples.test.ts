@@ -224,6 +224,19 @@ describe("add-header", () => {
     expect(memoryAfterStreams("add-header", "", () => {})).toEqual({ after100: 65536, after3000: 65536 });
   });
 
+  test("a stream logs nothing, not even at debug (StreamContext silences the SDK's per-stream messages)", () => {
+    const d = driver("add-header");
+    expect(d.startRoot(1, "")).toBe(true);
+    d.logs.length = 0;
+    for (const id of [2, 3]) {
+      d.call("proxy_on_context_create", id, 1);
+      d.requestHeaders(id, REQUEST);
+      d.responseHeaders(id, [[":status", "200"]]);
+      d.finishStream(id);
+    }
+    expect(d.logs).toEqual([]);
+  });
+
   test("refuses invalid configurations from proxy_on_configure", () => {
     const bad = [
       `{"header":"X-Upper"}`,
