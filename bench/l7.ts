@@ -342,6 +342,13 @@ async function measure(handle: L7Handle, app: { child: Subprocess }, o: L7Option
   return m;
 }
 
+/** Describes a window's failed connections and non-2xx responses to `problem`; throws when nothing completed. */
+function checkWindow(name: string, r: Record<string, unknown>, problem: (what: string) => void): void {
+  if ((r.errors as number) > 0) problem(`${name}: ${String(r.errors)} connections failed mid-run; first: ${String(r.firstError)}`);
+  if ((r.non2xx as number) > 0) problem(`${name}: ${String(r.non2xx)} responses were not 2xx; first: ${String(r.firstNon2xx)}`);
+  if (!((r.rps as number) > 0)) throw new Error(`${name}: no request completed`);
+}
+
 /**
  * The plugin path and the same waypoint's plugin-free path (handle.bare) at once, each at half of
  * `rate` over half the connections: what the plugins add to a request, with the process, its JIT
@@ -353,11 +360,7 @@ async function measureSideBySide(handle: L7Handle, o: L7Options, rate: number, l
   if (!bare) return {};
   const conns = Math.max(1, Math.floor(o.conns / 2));
   const [withPlugins, without] = await Promise.all([runLoad(handle, o, conns, rate / 2), runLoad(bare, o, conns, rate / 2)]);
-  for (const [side, r] of [["plugin side", withPlugins], ["bare side", without]] as const) {
-    if ((r.errors as number) > 0) problem(`${side}: ${String(r.errors)} connections failed mid-run; first: ${String(r.firstError)}`);
-    if ((r.non2xx as number) > 0) problem(`${side}: ${String(r.non2xx)} responses were not 2xx; first: ${String(r.firstNon2xx)}`);
-    if (!((r.rps as number) > 0)) throw new Error(`${side}: no request completed`);
-  }
+  for (const [side, r] of [["plugin side", withPlugins], ["bare side", without]] as const) checkWindow(side, r, problem);
   log(
     `  same waypoint, ${fmt(rate, 0)} req/s split between the plugin service and the bare one: ` +
       `p50 ${fmt(withPlugins.p50Us as number)} vs ${fmt(without.p50Us as number)} µs, p99 ${fmt(withPlugins.p99Us as number)} vs ${fmt(without.p99Us as number)} µs`,
@@ -391,10 +394,7 @@ async function measureAlternating(handle: L7Handle, o: L7Options, rate: number, 
   for (const side of ALT_ORDER) {
     if (interrupted) return {};
     const r = await runLoad(side === "A" ? handle : bare, turn, o.conns, rate);
-    const name = side === "A" ? "plugin service" : "plugin-free service";
-    if ((r.errors as number) > 0) problem(`${name}: ${String(r.errors)} connections failed mid-run; first: ${String(r.firstError)}`);
-    if ((r.non2xx as number) > 0) problem(`${name}: ${String(r.non2xx)} responses were not 2xx; first: ${String(r.firstNon2xx)}`);
-    if (!((r.rps as number) > 0)) throw new Error(`${name}: no request completed`);
+    checkWindow(side === "A" ? "plugin service" : "plugin-free service", r, problem);
     p50[side].push(r.p50Us as number);
     p99[side].push(r.p99Us as number);
   }

@@ -111,6 +111,11 @@ class ReleasedBody implements BodySource {
   }
 }
 
+/** Cuts `list` to its first `n` entries (setting an array's length is a slow path in JavaScriptCore, even when unchanged). */
+function keepFirst(list: HeaderPairs, n: number): void {
+  if (list.length !== n) list.length = n;
+}
+
 /** `pseudo` followed by the message's headers (a loop: spreading an array goes through its iterator). */
 function withPseudoHeaders(pseudo: HeaderPairs, headers: HeaderPairs): HeaderPairs {
   for (let i = 0; i < headers.length; i++) pseudo.push(headers[i]!);
@@ -156,8 +161,14 @@ abstract class Flow {
   private givenFrom = -1;
   protected abstract messageHeaderCount(): number;
   protected abstract call(i: number, ev: Ev, headers: HeaderPairs | undefined, eos: boolean): Promise<PhaseResult> | PhaseResult | undefined;
+  /** Plugin `i`'s stream, once it has one. */
+  protected abstract readonly streamOf: (i: number) => WasmStream | undefined;
+
   /** Plugin `i` can take the headers and the first body chunk in one call ("hd"). */
-  protected abstract takesHeadWithBody(i: number): boolean;
+  private takesHeadWithBody(i: number): boolean {
+    const s = this.streamOf(i);
+    return s === undefined || typeof s.phaseNow === "function";
+  }
   protected abstract authorize(): LocalReply | undefined;
   protected abstract forwardOutcome(body: ReleasedBody): PluginOutcome;
 
@@ -432,7 +443,7 @@ export class RequestFlow extends Flow {
   constructor(
     n: number,
     phaseOf: (i: number) => PluginPhase,
-    private readonly streamOf: (i: number) => WasmStream | undefined,
+    protected readonly streamOf: (i: number) => WasmStream | undefined,
     private readonly unusable: (i: number) => PhaseResult,
   ) {
     const stages: Stage[] = [];
@@ -469,7 +480,7 @@ export class RequestFlow extends Flow {
     const r = this.req!;
     // h is a new list (never r.headers); its pairs are the request's own or the plugin's new ones
     const out = r.headers;
-    out.length = from === 0 ? 0 : from - this.pseudoCount;
+    keepFirst(out, from === 0 ? 0 : from - this.pseudoCount);
     for (let i = from; i < h.length; i++) {
       const p = h[i]!;
       const k = p[0];
@@ -497,11 +508,6 @@ export class RequestFlow extends Flow {
     return this.authorizeFn?.();
   }
 
-  protected takesHeadWithBody(i: number): boolean {
-    const s = this.streamOf(i);
-    return s === undefined || typeof s.phaseNow === "function";
-  }
-
   protected forwardOutcome(body: BodySource): PluginOutcome {
     return { kind: "forward", body };
   }
@@ -514,7 +520,7 @@ export class ResponseFlow extends Flow {
 
   constructor(
     n: number,
-    private readonly streamOf: (i: number) => WasmStream | undefined,
+    protected readonly streamOf: (i: number) => WasmStream | undefined,
     private readonly unusable: (i: number) => PhaseResult | undefined,
   ) {
     const stages: Stage[] = [];
@@ -539,7 +545,7 @@ export class ResponseFlow extends Flow {
 
   protected applyReleasedHeaders(h: Pairs, from: number): void {
     const out = this.headers;
-    out.length = from === 0 ? 0 : from - this.pseudoCount;
+    keepFirst(out, from === 0 ? 0 : from - this.pseudoCount);
     for (let i = from; i < h.length; i++) {
       const p = h[i]!;
       if (p[0].charCodeAt(0) !== COLON) out.push(p as [string, string]);
@@ -560,11 +566,6 @@ export class ResponseFlow extends Flow {
 
   protected authorize(): undefined {
     return undefined;
-  }
-
-  protected takesHeadWithBody(i: number): boolean {
-    const s = this.streamOf(i);
-    return s === undefined || typeof s.phaseNow === "function";
   }
 
   protected forwardOutcome(body: BodySource): PluginOutcome {

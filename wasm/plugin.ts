@@ -348,6 +348,16 @@ function mergeInto(acc: Released, r: Released): void {
   if (r.trailers !== undefined) acc.trailers = r.trailers;
 }
 
+/** Consecutive calls' results as one: the first that ended the stream, else all they released, the last action. */
+function combinedResult(results: readonly PhaseResult[]): PhaseResult {
+  const ended = results.find((r) => r.action === "local" || r.action === "reset");
+  if (ended !== undefined) return ended;
+  const acc: Released = {};
+  for (const r of results) mergeInto(acc, r);
+  const failure = results.find((r) => r.failure !== undefined)?.failure;
+  return { action: results.at(-1)!.action, ...acc, ...(failure ? { failure } : {}) };
+}
+
 class PluginStream implements WasmStream {
   id = 0;
   /** Generation of the VM that received this stream's first command. */
@@ -495,13 +505,7 @@ class PluginStream implements WasmStream {
   private async headersThenBody(dir: 0 | 1, headers: HeaderPairs, chunk: Uint8Array, eos: boolean): Promise<PhaseResult> {
     const first = await this.phaseNow(dir, 0, headers, undefined, false);
     if (first.action === "local" || first.action === "reset") return first;
-    const second = await this.phaseNow(dir, 1, undefined, chunk, eos);
-    if (second.action === "local" || second.action === "reset") return second;
-    const acc: Released = {};
-    mergeInto(acc, first);
-    mergeInto(acc, second);
-    const failure = second.failure ?? first.failure;
-    return { action: second.action, ...acc, ...(failure ? { failure } : {}) };
+    return combinedResult([first, await this.phaseNow(dir, 1, undefined, chunk, eos)]);
   }
 
   private bodyCommand(d: DirectionValue, body: Uint8Array, eos: boolean): (create: StreamProperties | undefined) => Command {
@@ -538,13 +542,7 @@ class PluginStream implements WasmStream {
       const end = Math.min(chunk.length, o + max);
       pieces.push(this.body(d, chunk.subarray(o, end), endOfStream && end === chunk.length));
     }
-    const results = await Promise.all(pieces);
-    const ended = results.find((r) => r.action === "local" || r.action === "reset");
-    if (ended !== undefined) return ended;
-    const acc: Released = {};
-    for (const r of results) mergeInto(acc, r);
-    const failure = results.find((r) => r.failure !== undefined)?.failure;
-    return { action: results.at(-1)!.action, ...acc, ...(failure ? { failure } : {}) };
+    return combinedResult(await Promise.all(pieces));
   }
 
   requestBody(chunk: Uint8Array, endOfStream: boolean): Promise<PhaseResult> {
