@@ -94,8 +94,11 @@ export class Http1Body implements AsyncIterable<Uint8Array> {
     this.unpause();
   }
 
-  /** The next chunk, or undefined at the end. Rejects if the body cannot complete. One reader at a time. */
-  read(): Promise<Uint8Array | undefined> {
+  /**
+   * What read() would give at once, without a promise: the next chunk that has arrived, null at
+   * the end, or undefined when nothing is there yet (then read()). Throws if the body cannot complete.
+   */
+  readArrived(): Uint8Array | null | undefined {
     if (!this.readStarted) {
       this.readStarted = true;
       this.flow.firstRead?.();
@@ -104,10 +107,22 @@ export class Http1Body implements AsyncIterable<Uint8Array> {
       const c = this.queue.shift()!;
       this.queued -= c.length;
       if (this.paused && this.queued <= this.highWater >> 1) this.unpause();
-      return Promise.resolve(c);
+      return c;
     }
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.ended || this.dropping) return Promise.resolve(undefined);
+    if (this.failure) throw this.failure;
+    if (this.ended || this.dropping) return null;
+    return undefined;
+  }
+
+  /** The next chunk, or undefined at the end. Rejects if the body cannot complete. One reader at a time. */
+  read(): Promise<Uint8Array | undefined> {
+    let arrived: Uint8Array | null | undefined;
+    try {
+      arrived = this.readArrived();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (arrived !== undefined) return Promise.resolve(arrived ?? undefined);
     if (this.waiter) return Promise.reject(new Error("http1 body: concurrent read"));
     this.unpause();
     return new Promise((resolve, reject) => {

@@ -18,6 +18,18 @@ export class H1BodySource implements BodySource {
   ) {}
 
   start(sink: BodySink): void {
+    // What has arrived already goes to the sink at once: a small body that came with its head
+    // reaches the consumer, end included, in this same turn, with no promise per chunk.
+    try {
+      while (!this.paused) {
+        const c = this.body.readArrived();
+        if (c === undefined) break;
+        if (c === null) return this.end(sink);
+        sink.data(c);
+      }
+    } catch (e) {
+      return sink.error(e instanceof Error ? e : new Error(String(e)));
+    }
     void (async () => {
       try {
         for (;;) {
@@ -26,13 +38,18 @@ export class H1BodySource implements BodySource {
           if (c === undefined) break;
           sink.data(c);
         }
-        const t = this.body.trailers;
-        sink.end(t && t.size > 0 ? pairsFromHeaderList(t) : undefined);
+        this.end(sink);
       } catch (e) {
         sink.error(e instanceof Error ? e : new Error(String(e)));
       }
     })();
   }
+
+  private end(sink: BodySink): void {
+    const t = this.body.trailers;
+    sink.end(t && t.size > 0 ? pairsFromHeaderList(t) : undefined);
+  }
+
   pause(): void {
     this.paused = true;
   }

@@ -125,7 +125,10 @@ class RequestRun {
       : undefined;
     this.plugins = ctx.hooks?.()?.forRequest(origin, early?.route.key);
     if (this.plugins) {
-      const out = await this.plugins.request(this.hookReq, req.body, () => this.authorize());
+      // (awaited only when it is a promise: a resumption costs ~2 µs on a cold core, and the
+      // outcome is usually known at once, every plugin's VM answering on this thread)
+      const pending = this.plugins.request(this.hookReq, req.body, () => this.authorize());
+      const out = pending instanceof Promise ? await pending : pending;
       if (out.kind === "local") return this.localReply(out.reply);
       if (out.kind === "reset") return this.fail(new MeshError(ErrorCodes.DOWNSTREAM_CLOSED, "a plugin reset the request"));
       this.body = new ReplayableBody(out.body);
@@ -326,7 +329,8 @@ class RequestRun {
     let status = up.status;
     let upBody = up.body;
     if (this.plugins) {
-      const out = await this.plugins.response(status, headers, up.body);
+      const pending = this.plugins.response(status, headers, up.body);
+      const out = pending instanceof Promise ? await pending : pending;
       if (out.kind !== "forward") {
         this.call?.cancel(new MeshError(ErrorCodes.UPSTREAM_RESET, "response replaced by a plugin"));
         release();
