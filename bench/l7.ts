@@ -240,12 +240,15 @@ async function runLoad(
   conns: number,
   rate: number,
   onEvent: (event: string, pid: number) => void = () => {},
+  /** A second target taking turns with `target`, `sliceMs` each (paced only). */
+  alt?: { target: { entry: L7Handle["entry"]; authority: string }; sliceMs: number },
 ): Promise<Record<string, unknown>> {
   const child = spawnLoad([
     "load", "--entry", JSON.stringify(target.entry), "--authority", target.authority, "--conns", String(conns),
     // The paced run follows the closed loop on the same processes, whose JIT is warm by then.
     "--warmup-ms", String(rate > 0 ? Math.min(o.warmupMs, PACED_WARMUP_MS) : o.warmupMs), "--duration-ms", String(o.durationMs), "--rate", String(rate),
     ...(target.expectHeaders?.length ? ["--expect-headers", target.expectHeaders.join(",")] : []),
+    ...(alt ? ["--alt-entry", JSON.stringify(alt.target.entry), "--alt-authority", alt.target.authority, "--slice-ms", String(alt.sliceMs)] : []),
   ]);
   let result: Record<string, unknown> | undefined;
   let lastError: string | undefined;
@@ -374,35 +377,31 @@ async function measureSideBySide(handle: L7Handle, o: L7Options, rate: number, l
   };
 }
 
-/** Turns of the alternating measure: plugin service (A) and plugin-free service (B) in the order ABBAAB. */
-const ALT_ORDER = ["A", "B", "B", "A", "A", "B"] as const;
-const ALT_TURN_MS = 3000;
-const ALT_WARMUP_MS = 500;
+/** The alternating measure: slices of this length, plugin service and plugin-free one in turn, over this long. */
+const ALT_SLICE_MS = 250;
+const ALT_WARMUP_MS = 1000;
+const ALT_DURATION_MS = 12_000;
 
 /**
  * Same processes, all the traffic to one service at a time: the service the plugins target and the
- * plugin-free one in turn (ABBAAB, which cancels a linear drift), each turn at `rate`. Unlike side by
- * side, a turn through the plugins has every request run them, as a waypoint whose traffic all goes
- * through a plugin; unlike separate rows, both sides run on the same set of processes.
+ * plugin-free one in turn, switching every ALT_SLICE_MS, from one generator process over the same
+ * connections throughout (short slices cancel the machine's drift between the two sides). Unlike side
+ * by side, a slice through the plugins has every request run them, as a waypoint whose traffic all
+ * goes through a plugin; unlike separate rows, both sides run on the same set of processes.
  */
 async function measureAlternating(handle: L7Handle, o: L7Options, rate: number, log: (l: string) => void, problem: (what: string) => void): Promise<Metrics> {
   const bare = handle.bare;
   if (!bare) return {};
-  const turn = { ...o, warmupMs: ALT_WARMUP_MS, durationMs: ALT_TURN_MS };
-  const p50 = { A: [] as number[], B: [] as number[] };
-  const p99 = { A: [] as number[], B: [] as number[] };
-  for (const side of ALT_ORDER) {
-    if (interrupted) return {};
-    const r = await runLoad(side === "A" ? handle : bare, turn, o.conns, rate);
-    checkWindow(side === "A" ? "plugin service" : "plugin-free service", r, problem);
-    p50[side].push(r.p50Us as number);
-    p99[side].push(r.p99Us as number);
-  }
-  const m: Metrics = { "alt.p50Us": median(p50.A), "alt.bareP50Us": median(p50.B), "alt.p99Us": median(p99.A), "alt.bareP99Us": median(p99.B) };
+  const window = { ...o, warmupMs: ALT_WARMUP_MS, durationMs: ALT_DURATION_MS };
+  const r = await runLoad(handle, window, o.conns, rate, undefined, { target: bare, sliceMs: ALT_SLICE_MS });
+  const b = (r.alt ?? {}) as Record<string, unknown>;
+  checkWindow("plugin service", r, problem);
+  checkWindow("plugin-free service", { ...b, errors: 0, non2xx: 0 }, problem);
+  const m: Metrics = { "alt.p50Us": r.p50Us as number, "alt.bareP50Us": b.p50Us as number, "alt.p99Us": r.p99Us as number, "alt.bareP99Us": b.p99Us as number };
   m["alt.p50DiffUs"] = (m["alt.p50Us"] as number) - (m["alt.bareP50Us"] as number);
   log(
-    `  same waypoint, ${fmt(rate, 0)} req/s to the plugin service and to the bare one in turn (${ALT_ORDER.join("")}): ` +
-      `p50 ${p50.A.map((v) => fmt(v)).join("/")} vs ${p50.B.map((v) => fmt(v)).join("/")} µs`,
+    `  same waypoint, ${fmt(rate, 0)} req/s to the plugin service and to the bare one in turn (${ALT_SLICE_MS} ms slices): ` +
+      `p50 ${fmt(r.p50Us as number)} vs ${fmt(b.p50Us as number)} µs, p99 ${fmt(r.p99Us as number)} vs ${fmt(b.p99Us as number)} µs`,
   );
   return m;
 }
@@ -819,7 +818,7 @@ function renderPlugins(reports: Map<L7PathName, PathReport>, o: L7Options): { ma
       `The closed loop is CPU-bound (the 2 cores are shared by 3 mesh processes, the generator and the app), so its latency measures contention; ` +
       `${o.rate > 0 ? `the rows at ${fmt(o.rate, 0)} req/s are the fairer added-latency figure` : "run with --rate for a paced measurement"}` +
       `${o.pluginRate > 0 ? `, and the rows at ${fmt(o.pluginRate, 0)} req/s (measured after the others, on the same processes) show it where even the 5-plugin waypoint is far from saturating a core.` : "."}` +
-      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets (in the no-plugin row both are plugin-free: its difference is the method's own error); added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to. "Same waypoint, in turn": then, on the same processes again, all the traffic (${fmt(o.rate, 0)} req/s over ${o.conns} connections) to the plugin service or to the plugin-free one, ${ALT_ORDER.length} turns of ${ALT_TURN_MS / 1000} s in the order ${ALT_ORDER.join("")}; each side's p50 is the median of its turns. Every request of a plugin turn runs the plugins, as in a waypoint whose traffic all goes through them, without the process-set variance of separate rows.` : ""}`,
+      `${o.rate > 0 ? ` "Same waypoint, side by side": right after the paced run, on the same processes, two generators at ${fmt(o.rate / 2, 0)} req/s each over ${Math.max(1, Math.floor(o.conns / 2))} connections, one to the service the plugins target and one to a second service of the same app and waypoint that no plugin targets (in the no-plugin row both are plugin-free: its difference is the method's own error); added per plugin = (plugin side − plugin-free side) ÷ plugins, each round. It takes out what separate rows cannot (a fresh set of processes per row: p50 differs by tens of µs between two sets running the same code), and keeps what a plugin costs the request it applies to. "Same waypoint, in turn": then, on the same processes again, all the traffic (${fmt(o.rate, 0)} req/s over ${o.conns} connections to each service) to the plugin service or to the plugin-free one, switching every ${ALT_SLICE_MS} ms for ${ALT_DURATION_MS / 1000} s after a ${ALT_WARMUP_MS / 1000} s warm-up, from one generator process over the same connections; each side's p50 is over all its requests. Every request of a plugin turn runs the plugins, as in a waypoint whose traffic all goes through them, without the process-set variance of separate rows.` : ""}`,
     "",
     [head, `|---|${PLUGIN_COLUMNS.map(() => "---:").join("|")}|---|---|`, ...body].join("\n"),
     "",

@@ -3,7 +3,7 @@
 //
 //   bun bench/paths/l7-load.ts serve --host H [--port P] [--size 1024] [--app fetch|static]
 //   bun bench/paths/l7-load.ts load  --entry JSON --conns N --warmup-ms W --duration-ms D [--authority HOST] [--rate R]
-//                                    [--expect-headers a,b]
+//                                    [--expect-headers a,b] [--alt-entry JSON --alt-authority HOST --slice-ms S]
 //
 // serve: Bun.serve answering every GET with a fixed body of --size bytes, from a JS fetch handler
 // (default) or a static route answered in native code (--app static); prints
@@ -20,6 +20,11 @@
 // window, kept in a preallocated Float64Array. --expect-headers: the first response on each
 // connection must carry these headers (e.g. the ones the waypoint's plugins add), else the
 // connection fails, so a row never measures a chain that is not in place.
+//
+// --alt-entry (paced only): a second target "B" with its own N connections; all the traffic goes to
+// one target at a time, switching every --slice-ms (A, B, A, B, ...), warm-up included. The result
+// is A's; B's figures are under "alt". Slices a few hundred ms long cancel the machine's drift
+// between the two sides, over the same generator process and the same connections throughout.
 //
 // Sockets are Bun.connect raw sockets (a test fixture, so not behind core/net).
 
@@ -67,20 +72,30 @@ interface LoadOptions {
   rate: number;
   /** Lower-case header names the first response on each connection must carry. */
   expectHeaders: string[];
+  /** Paced only: a second target taking turns with the first, `sliceMs` each. */
+  alt?: { entry: Entry; authority: string; sliceMs: number };
 }
 
-interface Shared {
-  phase: "warmup" | "measure" | "done";
+type Side = "A" | "B";
+
+/** The completed requests of one target. */
+interface Tally {
   samples: Float64Array;
   count: number;
   /** requests completed in the window (also those past MAX_SAMPLES) */
   completed: number;
+  bytes: number;
+}
+
+interface Shared {
+  phase: "warmup" | "measure" | "done";
+  /** With two targets: the one whose turn it is. */
+  active: Side;
   errors: number;
   non2xx: number;
   /** status line of the first non-2xx response */
   firstNon2xx?: string;
   firstError?: string;
-  bytes: number;
 }
 
 /** One keep-alive connection driving requests back to back. */
@@ -94,6 +109,8 @@ class Client {
   /** Paced mode: when the next request is due (performance.now() ms). */
   private due = 0;
   inFlight = false;
+  /** Not its target's turn: waits for resume(). */
+  parked = false;
   onIdle: (() => void) | undefined;
 
   /** intervalMs > 0: paced, one request per interval on this connection, late ones sent at once and not made up (fortio's -nocatchup). */
@@ -101,6 +118,8 @@ class Client {
     private readonly sock: BenchSocket,
     private readonly req: Buffer,
     private readonly s: Shared,
+    private readonly tally: Tally,
+    readonly side: Side,
     private readonly intervalMs = 0,
     expectHeaders: readonly string[] = [],
   ) {
@@ -119,6 +138,11 @@ class Client {
     if (this.closed || this.s.phase === "done") {
       this.inFlight = false;
       this.onIdle?.();
+      return;
+    }
+    if (this.side !== this.s.active) {
+      this.inFlight = false;
+      this.parked = true;
       return;
     }
     this.inFlight = true;
@@ -168,11 +192,11 @@ class Client {
   }
 
   private complete(bodyBytes: number): void {
-    const s = this.s;
-    if (s.phase === "measure") {
-      if (s.count < s.samples.length) s.samples[s.count++] = (performance.now() - this.sentAt) * 1000;
-      s.completed++;
-      s.bytes += bodyBytes;
+    const t = this.tally;
+    if (this.s.phase === "measure") {
+      if (t.count < t.samples.length) t.samples[t.count++] = (performance.now() - this.sentAt) * 1000;
+      t.completed++;
+      t.bytes += bodyBytes;
     }
     if (this.intervalMs <= 0) return this.send();
     const now = performance.now();
@@ -206,42 +230,65 @@ class Client {
   }
 }
 
+function newTally(o: LoadOptions): Tally {
+  return { samples: new Float64Array(Math.min(MAX_SAMPLES, Math.max(1024, Math.ceil((o.durationMs / 1000) * 200_000)))), count: 0, completed: 0, bytes: 0 };
+}
+
+function figures(t: Tally, seconds: number): Record<string, number> {
+  const lat = summarizeLatency(t.samples.subarray(0, t.count));
+  return { requests: t.completed, rps: t.completed / seconds, bodyBytes: t.bytes, timed: t.count, ...lat };
+}
+
 async function load(o: LoadOptions): Promise<void> {
-  const req = Buffer.from(`GET ${o.path} HTTP/1.1\r\nHost: ${o.authority}\r\nUser-Agent: mesh-bench-l7\r\nAccept: */*\r\n\r\n`, "latin1");
-  const s: Shared = {
-    phase: "warmup",
-    samples: new Float64Array(Math.min(MAX_SAMPLES, Math.max(1024, Math.ceil((o.durationMs / 1000) * 200_000)))),
-    count: 0,
-    completed: 0,
-    errors: 0,
-    non2xx: 0,
-    bytes: 0,
-  };
+  const request = (authority: string) => Buffer.from(`GET ${o.path} HTTP/1.1\r\nHost: ${authority}\r\nUser-Agent: mesh-bench-l7\r\nAccept: */*\r\n\r\n`, "latin1");
+  const s: Shared = { phase: "warmup", active: "A", errors: 0, non2xx: 0 };
+  const tallies: Record<Side, Tally> = { A: newTally(o), B: newTally(o) };
+  const interval = o.rate > 0 ? (1000 * o.conns) / o.rate : 0;
+  const targets: { side: Side; entry: Entry; req: Buffer }[] = [{ side: "A", entry: o.entry, req: request(o.authority) }];
+  if (o.alt) targets.push({ side: "B", entry: o.alt.entry, req: request(o.alt.authority) });
   const clients: Client[] = [];
-  const dials = Array.from({ length: o.conns }, async () => {
-    let client: Client | undefined;
-    const sock = await dial(
-      o.entry,
-      {
-        data: (chunk) => client?.data(chunk),
-        drain: () => {},
-        close: (err) => client?.closedByPeer(err),
-      },
-      10_000,
-    );
-    client = new Client(sock, req, s, o.rate > 0 ? (1000 * o.conns) / o.rate : 0, o.expectHeaders);
-    clients.push(client);
-  });
+  const dials = targets.flatMap((t) =>
+    Array.from({ length: o.conns }, async () => {
+      let client: Client | undefined;
+      const sock = await dial(
+        t.entry,
+        {
+          data: (chunk) => client?.data(chunk),
+          drain: () => {},
+          close: (err) => client?.closedByPeer(err),
+        },
+        10_000,
+      );
+      client = new Client(sock, t.req, s, tallies[t.side], t.side, interval, t.side === "A" ? o.expectHeaders : []);
+      clients.push(client);
+    }),
+  );
   const settled = await Promise.allSettled(dials);
   const failed = settled.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (clients.length === 0) {
-    out({ error: `no connection could be opened: ${String(failed[0]?.reason)}` });
+  if (clients.length === 0 || (o.alt && failed.length > 0)) {
+    out({ error: `${failed.length} of ${dials.length} connections could not be opened: ${String(failed[0]?.reason)}` });
     return;
   }
   out({ event: "connected", conns: clients.length, failed: failed.length });
 
-  const interval = o.rate > 0 ? (1000 * clients.length) / o.rate : 0;
-  clients.forEach((c, i) => c.begin((interval * i) / clients.length));
+  // the connections of the target whose turn it is start, spread over one interval when paced;
+  // the other target's connections park as their next request comes due
+  const resume = (side: Side): void => {
+    const waiting = clients.filter((c) => c.side === side && c.parked);
+    waiting.forEach((c, i) => {
+      c.parked = false;
+      c.begin((interval * i) / waiting.length);
+    });
+  };
+  for (const c of clients) c.parked = true;
+  resume("A");
+  let switcher: ReturnType<typeof setInterval> | undefined;
+  if (o.alt) {
+    switcher = setInterval(() => {
+      s.active = s.active === "A" ? "B" : "A";
+      resume(s.active);
+    }, o.alt.sliceMs);
+  }
   await Bun.sleep(o.warmupMs);
   s.phase = "measure";
   const t0 = performance.now();
@@ -250,6 +297,7 @@ async function load(o: LoadOptions): Promise<void> {
   s.phase = "done";
   const seconds = (performance.now() - t0) / 1000;
   out({ event: "measure-end" });
+  if (switcher !== undefined) clearInterval(switcher);
 
   // Let requests in flight finish (bounded), then close.
   const idle = Promise.all(
@@ -258,27 +306,20 @@ async function load(o: LoadOptions): Promise<void> {
   await Promise.race([idle, Bun.sleep(5_000)]);
   for (const c of clients) c.end();
 
-  const lat = summarizeLatency(s.samples.subarray(0, s.count));
+  // with two targets each had the whole rate half of the time: their rps is per second of their turns
+  const a = figures(tallies.A, o.alt ? seconds / 2 : seconds);
   out({
-    conns: clients.length,
+    conns: o.conns,
     connectFailures: failed.length,
     firstConnectError: failed[0] ? String(failed[0].reason) : undefined,
-    requests: s.completed,
     seconds,
-    rps: s.completed / seconds,
     rate: o.rate,
-    bodyBytes: s.bytes,
     non2xx: s.non2xx,
     firstNon2xx: s.firstNon2xx,
     errors: s.errors,
     firstError: s.firstError,
-    timed: s.count,
-    p50Us: lat.p50Us,
-    p90Us: lat.p90Us,
-    p99Us: lat.p99Us,
-    p999Us: lat.p999Us,
-    meanUs: lat.meanUs,
-    maxUs: lat.maxUs,
+    ...a,
+    ...(o.alt ? { alt: figures(tallies.B, seconds / 2) } : {}),
   });
 }
 
@@ -288,7 +329,7 @@ async function main(): Promise<void> {
   const [mode, ...rest] = process.argv.slice(2);
   const { values } = parseArgs({
     args: rest,
-    options: stringFlags("host", "port", "size", "entry", "conns", "warmup-ms", "duration-ms", "authority", "path", "app", "rate", "expect-headers"),
+    options: stringFlags("host", "port", "size", "entry", "conns", "warmup-ms", "duration-ms", "authority", "path", "app", "rate", "expect-headers", "alt-entry", "alt-authority", "slice-ms"),
     strict: true,
   });
   if (mode === "serve") {
@@ -301,6 +342,13 @@ async function main(): Promise<void> {
   if (mode === "load") {
     if (!values.entry) throw new Error("--entry is required");
     const entry = parseEntry(values.entry);
+    const rate = intArg(values.rate, "rate", 0);
+    let alt: LoadOptions["alt"];
+    if (values["alt-entry"] !== undefined) {
+      if (rate <= 0) throw new Error("--alt-entry needs --rate: two targets take turns only when paced");
+      const altEntry = parseEntry(values["alt-entry"]);
+      alt = { entry: altEntry, authority: values["alt-authority"] ?? `${altEntry.host}:${altEntry.port}`, sliceMs: Math.max(10, intArg(values["slice-ms"], "slice-ms", 250)) };
+    }
     await load({
       entry,
       conns: Math.max(1, intArg(values.conns, "conns", 16)),
@@ -308,7 +356,8 @@ async function main(): Promise<void> {
       durationMs: Math.max(100, intArg(values["duration-ms"], "duration-ms", 5000)),
       authority: values.authority ?? `${entry.host}:${entry.port}`,
       path: values.path ?? "/1k",
-      rate: intArg(values.rate, "rate", 0),
+      rate,
+      ...(alt ? { alt } : {}),
       expectHeaders: (values["expect-headers"] ?? "").split(",").map((h) => h.trim().toLowerCase()).filter(Boolean),
     });
     process.exit(0);
