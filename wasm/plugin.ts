@@ -6,9 +6,9 @@
 import { type ErrorCode, ErrorCodes, MeshError } from "../core/errors/index.ts";
 import { LOG_LEVEL_NAMES, type LogLevelName, type LogLevelValue } from "./abi.ts";
 import { type ServiceHandlers } from "./channel.ts";
-import { instrumentModule } from "./instrument.ts";
+import { compiledModule, type CompiledModule } from "./compiled.ts";
 import { type PluginMetric, PluginMetricStore } from "./metrics.ts";
-import { checkModule, describeModule, type ModuleReport, toBytes } from "./module-info.ts";
+import { type ModuleReport, toBytes } from "./module-info.ts";
 import type { PropertyValue, StreamCompletion, StreamProperties } from "./properties.ts";
 import {
   type BatchEffects,
@@ -740,6 +740,8 @@ export class WasmPlugin {
   private report: ModuleReport | undefined;
   private module: WebAssembly.Module | undefined;
   private memory: { initialPages: number; maximumPages: number } | undefined;
+  /** Held while this plugin uses it: the shared cache keeps compiled modules only weakly. */
+  private compiled: CompiledModule | undefined;
   private vm: VmHandle | undefined;
   private gen = 0;
   private starting: Promise<void> | undefined;
@@ -848,23 +850,16 @@ export class WasmPlugin {
    */
   async start(): Promise<void> {
     if (this.module !== undefined) return;
-    const maxPages = this.o.maxMemoryPages ?? DEFAULTS.maxMemoryPages;
-    const report = describeModule(this.bytes);
-    checkModule(report, maxPages);
-    const inst = instrumentModule(this.bytes, maxPages);
-    let module: WebAssembly.Module;
-    try {
-      module = new WebAssembly.Module(inst.bytes);
-    } catch (e) {
-      throw new MeshError(ErrorCodes.WASM_MODULE_INVALID, `module does not compile: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-    }
-    this.report = report;
-    this.memory = inst.memory;
-    this.module = module;
+    const c = compiledModule(this.bytes, this.o.maxMemoryPages ?? DEFAULTS.maxMemoryPages);
+    this.compiled = c;
+    this.report = c.report;
+    this.memory = c.memory;
+    this.module = c.module;
     try {
       await this.spawn(true);
     } catch (e) {
       this.module = undefined; // start() may be retried
+      this.compiled = undefined;
       throw e;
     }
   }
