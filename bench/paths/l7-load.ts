@@ -230,8 +230,9 @@ class Client {
   }
 }
 
-function newTally(o: LoadOptions): Tally {
-  return { samples: new Float64Array(Math.min(MAX_SAMPLES, Math.max(1024, Math.ceil((o.durationMs / 1000) * 200_000)))), count: 0, completed: 0, bytes: 0 };
+/** Room for the requests of `durationMs` at up to 200k req/s. */
+function newTally(durationMs: number): Tally {
+  return { samples: new Float64Array(Math.min(MAX_SAMPLES, Math.max(1024, Math.ceil((durationMs / 1000) * 200_000)))), count: 0, completed: 0, bytes: 0 };
 }
 
 function figures(t: Tally, seconds: number): Record<string, number> {
@@ -242,7 +243,7 @@ function figures(t: Tally, seconds: number): Record<string, number> {
 async function load(o: LoadOptions): Promise<void> {
   const request = (authority: string) => Buffer.from(`GET ${o.path} HTTP/1.1\r\nHost: ${authority}\r\nUser-Agent: mesh-bench-l7\r\nAccept: */*\r\n\r\n`, "latin1");
   const s: Shared = { phase: "warmup", active: "A", errors: 0, non2xx: 0 };
-  const tallies: Record<Side, Tally> = { A: newTally(o), B: newTally(o) };
+  const tallies: Record<Side, Tally> = { A: newTally(o.durationMs), B: newTally(o.alt ? o.durationMs : 0) };
   const interval = o.rate > 0 ? (1000 * o.conns) / o.rate : 0;
   const targets: { side: Side; entry: Entry; req: Buffer }[] = [{ side: "A", entry: o.entry, req: request(o.authority) }];
   if (o.alt) targets.push({ side: "B", entry: o.alt.entry, req: request(o.alt.authority) });
