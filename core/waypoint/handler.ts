@@ -44,6 +44,7 @@ export interface PipelineContext {
 export class RequestPipeline {
   constructor(private readonly ctx: PipelineContext) {}
 
+  /** Resolves once the request is answered and recorded (metrics, access log, plugins' completion). */
   async handle(origin: RequestOrigin, req: L7Request, res: L7Responder): Promise<void> {
     const r = new RequestRun(this.ctx, origin, req, res);
     try {
@@ -51,6 +52,7 @@ export class RequestPipeline {
     } catch (e) {
       r.failed(asMeshError(e));
     }
+    await r.recorded;
   }
 }
 
@@ -448,11 +450,32 @@ class RequestRun {
     } else this.fail(err);
   }
 
+  /** Settles once report() has recorded the request. */
+  recorded: Promise<void> | undefined;
+
+  /**
+   * Records the request once: metrics, the access-log line, the plugins' completion. They run after
+   * this event-loop turn: Bun's HTTP/2 layer sends the frames written in a turn when it ends, so
+   * work done here synchronously would hold back the response's last bytes.
+   */
   private report(code: number, error?: string): void {
     if (this.reported) return;
     this.reported = true;
-    const { ctx, origin, req } = this;
     const durationMs = performance.now() - this.t0;
+    this.recorded = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        try {
+          this.record(code, durationMs, error);
+        } catch (e) {
+          this.ctx.log.error("recording a request failed", { error: asMeshError(e).message });
+        }
+        resolve();
+      }),
+    );
+  }
+
+  private record(code: number, durationMs: number, error: string | undefined): void {
+    const { ctx, origin, req } = this;
     const flags = this.flags.filter((f) => f && f !== "-").join(",") || "-";
     const destination = this.endpoint?.workload ?? origin.workload;
     const grpc = (headerValue(req.headers, "content-type") ?? "").startsWith("application/grpc");
