@@ -737,10 +737,9 @@ export class WasmPlugin {
   private readonly logLevel: LogLevelValue;
   private readonly shared: SharedState;
   private readonly store: PluginMetricStore;
+  /** The module's facts, kept after a failed start (for reports). */
   private report: ModuleReport | undefined;
-  private module: WebAssembly.Module | undefined;
-  private memory: { initialPages: number; maximumPages: number } | undefined;
-  /** Held while this plugin uses it: the shared cache keeps compiled modules only weakly. */
+  /** Set once started; held while this plugin uses it, as the shared cache keeps compiled modules weakly. */
   private compiled: CompiledModule | undefined;
   private vm: VmHandle | undefined;
   private gen = 0;
@@ -849,17 +848,14 @@ export class WasmPlugin {
    * WASM_TRAP, WASM_TIMEOUT.
    */
   async start(): Promise<void> {
-    if (this.module !== undefined) return;
+    if (this.compiled !== undefined) return;
     const c = compiledModule(this.bytes, this.o.maxMemoryPages ?? DEFAULTS.maxMemoryPages);
     this.compiled = c;
     this.report = c.report;
-    this.memory = c.memory;
-    this.module = c.module;
     try {
       await this.spawn(true);
     } catch (e) {
-      this.module = undefined; // start() may be retried
-      this.compiled = undefined;
+      this.compiled = undefined; // start() may be retried
       throw e;
     }
   }
@@ -902,14 +898,15 @@ export class WasmPlugin {
 
   /** Starts a VM. The first start throws; restarts report through the log and fail streams. */
   private async spawn(first: boolean): Promise<void> {
-    if (this.module === undefined) throw new MeshError(ErrorCodes.INTERNAL, `plugin ${this.name} is not started`);
+    const c = this.compiled;
+    if (c === undefined) throw new MeshError(ErrorCodes.INTERNAL, `plugin ${this.name} is not started`);
     const cfg = this.vmConfig();
     const auto = this.o.isolation === undefined || this.o.isolation === "auto";
     const inline = this.runsIn === "inline";
     const o: SpawnOptions = {
-      module: this.module,
-      abi: this.report!.abiVersion!,
-      memory: this.memory,
+      module: c.module,
+      abi: c.report.abiVersion!,
+      memory: c.memory,
       // an "auto" start on the calling thread gets a short budget; past it, it runs again in a worker
       config: inline && auto && cfg.startBudgetMs > AUTO_INLINE_START_MS ? { ...cfg, startBudgetMs: AUTO_INLINE_START_MS } : cfg,
       services: this.services(),
@@ -955,7 +952,7 @@ export class WasmPlugin {
   adopt(s: PluginStream): boolean {
     // a plugin stopping finishes the streams it has but takes no new ones
     const stopped = this.stopped || (this.stopping && s.id === 0);
-    if (stopped || this.module === undefined) {
+    if (stopped || this.compiled === undefined) {
       s.failure ??= new MeshError(
         stopped ? ErrorCodes.WASM_TRAP : ErrorCodes.INTERNAL,
         `plugin ${this.name} is ${stopped ? "stopped" : "not started"}`,
@@ -1150,7 +1147,7 @@ export class WasmPlugin {
   }
 
   private ensureVm(): void {
-    if (this.starting !== undefined || this.module === undefined) return;
+    if (this.starting !== undefined || this.compiled === undefined) return;
     const last = this.lastStartFailure;
     if (last !== undefined && Date.now() - last.at < RESTART_MIN_INTERVAL_MS) {
       this.failQueued(last.error);
